@@ -1,0 +1,233 @@
+"""Actors: the ``Actor`` base class, its context, and the lifecycle state table.
+
+Theory of operation
+-------------------
+An actor is an object with ``async def run(self, ctx, *, task_status)``. The supervisor creates
+a **fresh instance for every (re)start** (OTP: a restarted child starts from its initial state),
+while the :class:`ActorContext` — ports, parameters, the per-actor thread limiter, status — is
+owned by the launcher and survives restarts, so channels keep flowing across a restart and the
+restart is invisible to the other actors except for the gap in messages.
+
+Readiness is signalled with ``task_status.started()`` (a camera after its first frame, a motor
+bus after its first read); the supervisor starts the next child only then. ``run`` must never
+hide exceptions: failures propagate to the supervisor, which decides about restarts.
+
+The lifecycle is a table (h11 style). States are owned by the supervisor, which performs the
+transitions; an illegal transition raises :class:`ActorStateError` (a runtime bug)::
+
+    STOPPED ──start──▶ STARTING ──started()──▶ RUNNING ──stop──▶ STOPPING ──▶ STOPPED
+                          │                       │                  │
+                          └──────── crash ────────┴──────────────────┴──▶ FAILED ──▶ RESTARTING ──▶ STARTING
+
+    (a permanent child that returned normally goes STOPPED ──▶ RESTARTING)
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Generic, TypeVar, final
+
+import anyio
+from anyio import CancelScope, CapacityLimiter
+
+from ._channel import ReceivePort, open_channel
+from ._errors import ActorError, ActorStateError
+from ._ports import Input, Output, OutputPort
+
+__all__ = [
+    "TRANSITIONS",
+    "Actor",
+    "ActorContext",
+    "ActorState",
+    "Lifecycle",
+    "NoParams",
+]
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+class ActorState(enum.Enum):
+    """Where an actor is in its life (see the table in the module docstring)."""
+
+    STARTING = "starting"
+    """``run`` was called; readiness (``task_status.started()``) not yet signalled."""
+    RUNNING = "running"
+    """Ready and working."""
+    STOPPING = "stopping"
+    """Asked to stop (cancelled); cleanup in progress."""
+    STOPPED = "stopped"
+    """Not running: never started, finished normally, or stopped on request."""
+    FAILED = "failed"
+    """``run`` raised; the supervisor is deciding what to do."""
+    RESTARTING = "restarting"
+    """Waiting (backoff) to be started again."""
+
+
+S = ActorState
+TRANSITIONS: Final[Mapping[ActorState, frozenset[ActorState]]] = {
+    S.STOPPED: frozenset({S.STARTING, S.RESTARTING}),
+    S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.STOPPED, S.FAILED}),
+    S.RUNNING: frozenset({S.STOPPING, S.STOPPED, S.FAILED}),
+    S.STOPPING: frozenset({S.STOPPED, S.FAILED}),
+    S.FAILED: frozenset({S.RESTARTING, S.STOPPED}),
+    S.RESTARTING: frozenset({S.STARTING, S.STOPPED}),
+}
+"""Allowed lifecycle transitions: ``TRANSITIONS[current]`` is the set of legal next states."""
+
+
+@final
+class Lifecycle:
+    """The state of one supervised child, changed only through :meth:`to`."""
+
+    __slots__ = ("name", "state")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state = ActorState.STOPPED
+
+    def to(self, new: ActorState) -> None:
+        """Move to ``new``; raise :class:`ActorStateError` if the table forbids it."""
+        if new is self.state:
+            return
+        if new not in TRANSITIONS[self.state]:
+            raise ActorStateError(self.name, self.state.value, new.value)
+        self.state = new
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoParams:
+    """Parameters of an actor kind that takes none."""
+
+
+class Actor:
+    """Base class of every actor.
+
+    Subclasses declare ``inputs``/``outputs`` (name -> :class:`Input`/:class:`Output`) and a
+    ``Params`` frozen dataclass (kw-only, defaults, a docstring per field), and implement
+    :meth:`run`. A graph instantiates the class with no arguments for every (re)start.
+    """
+
+    inputs: ClassVar[Mapping[str, Input]] = {}
+    """Declared inputs of this kind."""
+    outputs: ClassVar[Mapping[str, Output]] = {}
+    """Declared outputs of this kind."""
+    Params: ClassVar[type[Any]] = NoParams
+    """Parameter schema: a frozen, keyword-only dataclass."""
+
+    async def run(self, ctx: ActorContext[Any], *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """The actor's body. Call ``task_status.started()`` once ready; return or raise to end."""
+        raise NotImplementedError(f"{type(self).__name__}.run() is not implemented")
+
+
+@final
+class ActorContext(Generic[P]):
+    """What a running actor gets from the runtime: identity, params, ports, logger, status.
+
+    The launcher builds one context per actor and reuses it across restarts. Ports belong to the
+    launcher: actors must not close them.
+    """
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        params: P,
+        inputs: Mapping[str, ReceivePort[Any]] | None = None,
+        outputs: Mapping[str, OutputPort[Any]] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.id = id
+        """The actor id from the graph."""
+        self.params = params
+        """The validated ``Params`` instance."""
+        self.log = logger or logging.getLogger(f"rtrun.actor.{id}")
+        """Logger named ``rtrun.actor.<id>``."""
+        self._inputs = dict(inputs or {})
+        self._outputs = dict(outputs or {})
+        self._status: dict[str, Any] = {}
+        self._limiter = CapacityLimiter(1)
+        self._cleanup_scopes: set[CancelScope] = set()
+        self.restarts = 0
+        """How many times the supervisor restarted this actor."""
+
+    def input(self, name: str) -> ReceivePort[Any]:
+        """The receive port of input ``name``.
+
+        An optional input left unconnected yields a port that is already at end-of-stream.
+        """
+        try:
+            return self._inputs[name]
+        except KeyError:
+            raise ActorError(f"actor {self.id!r} has no input {name!r}; inputs: {sorted(self._inputs)}") from None
+
+    def has_input(self, name: str) -> bool:
+        """Whether input ``name`` is connected to a source in the graph."""
+        port = self._inputs.get(name)
+        return port is not None and port.statistics().open_send_ports > 0
+
+    def output(self, name: str) -> OutputPort[Any]:
+        """The send port of output ``name`` (fans out to every connected input)."""
+        try:
+            return self._outputs[name]
+        except KeyError:
+            raise ActorError(f"actor {self.id!r} has no output {name!r}; outputs: {sorted(self._outputs)}") from None
+
+    @property
+    def inputs(self) -> Mapping[str, ReceivePort[Any]]:
+        """Every input port by name."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> Mapping[str, OutputPort[Any]]:
+        """Every output port by name."""
+        return self._outputs
+
+    def set_status(self, **fields: Any) -> None:
+        """Publish small JSON-able values (fps, temperature, mode...) for dashboards and ``rtrun attach``."""
+        self._status.update(fields)
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        """The latest values published with :meth:`set_status`."""
+        return dict(self._status)
+
+    async def run_sync(self, func: Callable[..., R], *args: Any) -> R:
+        """Run a blocking call in a worker thread, one at a time per actor (``CapacityLimiter(1)``).
+
+        Cancellation abandons the thread's result (the thread finishes on its own), so a stuck
+        driver call can never prevent the actor from being stopped.
+        """
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter, abandon_on_cancel=True)
+
+    @contextmanager
+    def cleanup(self, timeout: float) -> Any:
+        """A shielded, time-bounded scope for hardware cleanup in ``finally`` blocks.
+
+        ``with ctx.cleanup(2.0): await ...`` runs even while the actor is being cancelled, for at
+        most ``timeout`` seconds; the supervisor's hard stop (after the shutdown timeout) cancels
+        it too, so a cleanup can never hang a shutdown.
+        """
+        deadline = anyio.current_time() + timeout if math.isfinite(timeout) else math.inf
+        with CancelScope(shield=True, deadline=deadline) as scope:
+            self._cleanup_scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._cleanup_scopes.discard(scope)
+
+    def _hard_cancel_cleanups(self) -> None:
+        for scope in list(self._cleanup_scopes):
+            scope.cancel()
+
+
+def unconnected_input() -> ReceivePort[Any]:
+    """A receive port with no sender: ``receive()`` raises ``EndOfStream`` at once."""
+    send, receive = open_channel(0)
+    send.close()
+    return receive

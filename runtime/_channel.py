@@ -1,0 +1,447 @@
+"""In-process channels: ``open_channel[T](capacity, policy)`` -> ``(SendPort[T], ReceivePort[T])``.
+
+Theory of operation
+-------------------
+A channel is one shared :class:`_ChannelState` (a bounded deque, the waiting senders and
+receivers, counters) and any number of port objects pointing at it. The algorithm is anyio's
+memory object stream (``anyio/streams/memory.py``) extended with an overflow *policy*:
+
+``block``
+    Backpressure. ``send`` waits while the buffer holds ``capacity`` items and no receiver is
+    waiting. ``capacity = 0`` is a rendezvous (trio's advice: "if in doubt, use 0").
+``drop_oldest``
+    Never waits. On overflow the oldest buffered item is discarded (reason ``"overflow_oldest"``).
+``drop_newest``
+    Never waits. On overflow the item being sent is discarded (reason ``"overflow_newest"``).
+``latest``
+    A one-slot mailbox: the newest value wins; an unread value is replaced (reason
+    ``"superseded"``). The normal policy for camera frames and observations. Capacity must be 1.
+
+A sender hands an item directly to the oldest waiting receiver when there is one (that is the
+lowest-latency hop), otherwise it buffers it. A receiver that is being cancelled is skipped so
+an item is never lost in a cancelled task (anyio's ``has_pending_cancellation`` check). A blocked
+``send`` is atomic under cancellation: either the item was taken by a receiver, or the send
+raised and the item was withdrawn.
+
+Close semantics follow anyio exactly, and the Zenoh transport reproduces them:
+``ClosedResourceError`` when *you* closed the port; ``EndOfStream`` on receive once every send
+port clone is closed **and** the buffer is drained (buffered items are still delivered);
+``BrokenResourceError`` on send once every receive port clone is closed. An unclosed port
+emits ``ResourceWarning`` when garbage-collected.
+
+Every item accepted by ``send`` counts in ``sent``; every item handed to a receiver counts in
+``received``; every discarded item counts in ``dropped[reason]``; so at any time
+``sent == received + queued + sum(dropped)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, Generic, Literal, Self, TypeVar, final, get_args
+
+from anyio import (
+    BrokenResourceError,
+    ClosedResourceError,
+    EndOfStream,
+    Event,
+    WouldBlock,
+    get_current_task,
+)
+from anyio.lowlevel import checkpoint
+
+from ._errors import ChannelError
+
+__all__ = [
+    "POLICIES",
+    "ChannelStatistics",
+    "Policy",
+    "ReceivePort",
+    "SendPort",
+    "open_channel",
+]
+
+T = TypeVar("T")
+
+Policy = Literal["block", "drop_oldest", "drop_newest", "latest"]
+"""Overflow policy of a channel (see the module docstring)."""
+
+POLICIES: Final[tuple[str, ...]] = get_args(Policy)
+
+#: Drop reasons, as they appear in ``ChannelStatistics.dropped``.
+OVERFLOW_OLDEST: Final = "overflow_oldest"
+OVERFLOW_NEWEST: Final = "overflow_newest"
+SUPERSEDED: Final = "superseded"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelStatistics:
+    """A snapshot of one channel's counters (same fields for every transport)."""
+
+    capacity: int
+    """Maximum number of buffered items."""
+    policy: str
+    """Overflow policy: ``block``, ``drop_oldest``, ``drop_newest`` or ``latest``."""
+    sent: int
+    """Items accepted by ``send``/``send_nowait`` (including ones dropped later)."""
+    received: int
+    """Items handed to a receiver."""
+    dropped: Mapping[str, int]
+    """Discarded items per reason (``overflow_oldest``, ``superseded``, ``sequence_gap``...)."""
+    queued: int
+    """Items currently buffered."""
+    open_send_ports: int
+    """Send port clones not yet closed."""
+    open_receive_ports: int
+    """Receive port clones not yet closed."""
+    tasks_waiting_send: int
+    """Tasks blocked in ``send`` (``block`` policy only)."""
+    tasks_waiting_receive: int
+    """Tasks blocked in ``receive``."""
+
+    @property
+    def dropped_total(self) -> int:
+        """Sum of ``dropped`` over every reason."""
+        return sum(self.dropped.values())
+
+
+class _Receiver(Generic[T]):
+    """A parked receiver: the item a sender hands over and the receiving task's identity."""
+
+    __slots__ = ("item", "task")
+
+    def __init__(self) -> None:
+        self.task = get_current_task()
+        self.item: T
+
+
+@dataclass(eq=False)
+class _ChannelState(Generic[T]):
+    capacity: int
+    policy: Policy
+    buffer: deque[T] = field(default_factory=deque)
+    open_send: int = 0
+    open_receive: int = 0
+    waiting_receivers: OrderedDict[Event, _Receiver[T]] = field(default_factory=OrderedDict)
+    waiting_senders: OrderedDict[Event, T] = field(default_factory=OrderedDict)
+    sent: int = 0
+    received: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def statistics(self) -> ChannelStatistics:
+        return ChannelStatistics(
+            capacity=self.capacity,
+            policy=self.policy,
+            sent=self.sent,
+            received=self.received,
+            dropped=MappingProxyType(dict(self.dropped)),
+            queued=len(self.buffer),
+            open_send_ports=self.open_send,
+            open_receive_ports=self.open_receive,
+            tasks_waiting_send=len(self.waiting_senders),
+            tasks_waiting_receive=len(self.waiting_receivers),
+        )
+
+
+def _check_config(capacity: int, policy: str) -> None:
+    if policy not in POLICIES:
+        raise ChannelError(f"unknown channel policy {policy!r}; expected one of {POLICIES}")
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+        raise ChannelError(f"channel capacity must be an integer >= 0, got {capacity!r}")
+    if policy == "latest" and capacity != 1:
+        raise ChannelError(f"policy 'latest' is a one-slot mailbox: capacity must be 1, got {capacity}")
+    if policy in ("drop_oldest", "drop_newest") and capacity < 1:
+        raise ChannelError(f"policy {policy!r} needs capacity >= 1 (it never waits), got {capacity}")
+
+
+@final
+class open_channel(tuple["SendPort[T]", "ReceivePort[T]"]):  # trio-style factory class
+    """Open an in-process channel and return ``(send_port, receive_port)``.
+
+    ``open_channel[Frame](1, "latest")`` documents the item type for type checkers.
+
+    Args:
+        capacity: maximum buffered items (0 = rendezvous, only with ``block``).
+        policy: ``"block"`` (default), ``"drop_oldest"``, ``"drop_newest"`` or ``"latest"``.
+
+    Raises:
+        ChannelError: the capacity/policy combination is invalid (the message says why).
+    """
+
+    def __new__(cls, capacity: int = 0, policy: Policy = "block") -> tuple[SendPort[T], ReceivePort[T]]:  # type: ignore[misc]
+        _check_config(capacity, policy)
+        state: _ChannelState[T] = _ChannelState(capacity=capacity, policy=policy)
+        return (SendPort._create(state), ReceivePort._create(state))
+
+    def __init__(self, capacity: int = 0, policy: Policy = "block") -> None:
+        pass  # pragma: no cover - __new__ returns a plain tuple
+
+
+class _Port:
+    """Shared machinery of send and receive ports (no public constructor)."""
+
+    __slots__ = ("__weakref__", "_closed", "_state", "_waiters")
+
+    def __init__(self) -> None:
+        raise TypeError(f"{type(self).__name__} has no public constructor; use open_channel()")
+
+    def statistics(self) -> ChannelStatistics:
+        """Snapshot of the channel's counters (identical from every port of the channel)."""
+        return self._state.statistics()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def aclose(self) -> None:
+        """Close this port (a checkpoint); same effect as :meth:`close`."""
+        self.close()
+        await checkpoint()
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """Whether this port clone has been closed."""
+        return self._closed
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(
+                f"unclosed {type(self).__name__} at {id(self):#x}", ResourceWarning, stacklevel=1, source=self
+            )
+
+
+@final
+class SendPort(_Port, Generic[T]):
+    """The sending end of a channel. Clone it for fan-in; close every clone for end-of-stream."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _create(cls, state: _ChannelState[T]) -> SendPort[T]:
+        port = object.__new__(cls)
+        port._state, port._closed, port._waiters = state, False, None
+        state.open_send += 1
+        return port
+
+    def send_nowait(self, item: T) -> None:
+        """Send without waiting.
+
+        Raises:
+            ClosedResourceError: this port was closed.
+            BrokenResourceError: every receive port is closed.
+            WouldBlock: ``block`` policy, buffer full and no receiver waiting.
+        """
+        state = self._state
+        if self._closed:
+            raise ClosedResourceError
+        if not state.open_receive:
+            raise BrokenResourceError
+        while state.waiting_receivers:
+            event, receiver = state.waiting_receivers.popitem(last=False)
+            if not receiver.task.has_pending_cancellation():
+                receiver.item = item
+                state.sent += 1
+                state.received += 1
+                event.set()
+                return
+        self._buffer(state, item)
+
+    def _buffer(self, state: _ChannelState[T], item: T) -> None:
+        buffer = state.buffer
+        if len(buffer) < state.capacity:
+            buffer.append(item)
+        elif state.policy == "block":
+            raise WouldBlock
+        elif state.policy == "drop_newest":
+            state.drop(OVERFLOW_NEWEST)
+        else:
+            buffer.popleft()
+            state.drop(SUPERSEDED if state.policy == "latest" else OVERFLOW_OLDEST)
+            buffer.append(item)
+        state.sent += 1
+
+    async def send(self, item: T) -> None:
+        """Send an item; with ``block`` wait for room, with any other policy never wait.
+
+        Always a checkpoint. Atomic under cancellation: if it raises, the item was not sent.
+
+        Raises:
+            ClosedResourceError: this port was closed (also while waiting).
+            BrokenResourceError: every receive port is closed (also while waiting).
+        """
+        await checkpoint()
+        try:
+            self.send_nowait(item)
+        except WouldBlock:
+            await self._wait_to_send(item)
+
+    async def _wait_to_send(self, item: T) -> None:
+        if self._waiters is None:
+            self._waiters = set()
+        event = Event()
+        self._waiters.add(event)
+        self._state.waiting_senders[event] = item
+        try:
+            await event.wait()
+        finally:
+            not_consumed = event in self._state.waiting_senders
+            if not_consumed:
+                del self._state.waiting_senders[event]
+            withdrawn = self._closed and event in self._waiters
+            self._waiters.discard(event)
+        if not_consumed:
+            raise BrokenResourceError from None
+        if withdrawn:
+            raise ClosedResourceError from None
+
+    def clone(self) -> SendPort[T]:
+        """Another send port on the same channel (fan-in). Raises ClosedResourceError if closed."""
+        if self._closed:
+            raise ClosedResourceError
+        return SendPort._create(self._state)
+
+    def close(self) -> None:
+        """Close this clone (idempotent). When the last clone closes, receivers see EndOfStream."""
+        if self._closed:
+            return
+        self._closed = True
+        state = self._state
+        state.open_send -= 1
+        if state.open_send == 0:
+            events = list(state.waiting_receivers)
+            state.waiting_receivers.clear()
+            for event in events:
+                event.set()
+        if self._waiters:
+            for event in self._waiters:
+                state.waiting_senders.pop(event, None)
+                event.set()
+
+
+@final
+class ReceivePort(_Port, Generic[T]):
+    """The receiving end of a channel. Iterate it with ``async for`` until end-of-stream."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _create(cls, state: _ChannelState[T]) -> ReceivePort[T]:
+        port = object.__new__(cls)
+        port._state, port._closed, port._waiters = state, False, None
+        state.open_receive += 1
+        return port
+
+    def receive_nowait(self) -> T:
+        """Receive without waiting.
+
+        Raises:
+            ClosedResourceError: this port was closed.
+            EndOfStream: the buffer is empty and every send port is closed.
+            WouldBlock: nothing available yet.
+        """
+        state = self._state
+        if self._closed:
+            raise ClosedResourceError
+        if state.waiting_senders:
+            event, item = state.waiting_senders.popitem(last=False)
+            state.buffer.append(item)
+            state.sent += 1
+            event.set()
+        if state.buffer:
+            state.received += 1
+            return state.buffer.popleft()
+        if not state.open_send:
+            raise EndOfStream
+        raise WouldBlock
+
+    async def receive(self) -> T:
+        """Receive the next item, waiting if needed. Always a checkpoint.
+
+        Raises:
+            ClosedResourceError: this port was closed (also while waiting).
+            EndOfStream: every send port is closed and the buffer is drained.
+        """
+        await checkpoint()
+        try:
+            return self.receive_nowait()
+        except WouldBlock:
+            return await self._wait_to_receive()
+
+    async def _wait_to_receive(self) -> T:
+        if self._waiters is None:
+            self._waiters = set()
+        event = Event()
+        self._waiters.add(event)
+        receiver: _Receiver[T] = _Receiver()
+        self._state.waiting_receivers[event] = receiver
+        try:
+            await event.wait()
+        finally:
+            self._state.waiting_receivers.pop(event, None)
+            self._waiters.discard(event)
+        try:
+            return receiver.item
+        except AttributeError:
+            if self._closed:
+                raise ClosedResourceError from None
+            raise EndOfStream from None
+
+    def clone(self) -> ReceivePort[T]:
+        """Another receive port on the same channel (competing consumers)."""
+        if self._closed:
+            raise ClosedResourceError
+        return ReceivePort._create(self._state)
+
+    def close(self) -> None:
+        """Close this clone (idempotent). When the last clone closes, senders see BrokenResourceError."""
+        if self._closed:
+            return
+        self._closed = True
+        state = self._state
+        state.open_receive -= 1
+        if state.open_receive == 0:
+            for event in list(state.waiting_senders):
+                event.set()
+            self._discard_buffer(state)
+        if self._waiters:
+            for event in self._waiters:
+                state.waiting_receivers.pop(event, None)
+                event.set()
+            self._waiters = None
+
+    @staticmethod
+    def _discard_buffer(state: _ChannelState[Any]) -> None:
+        if state.buffer:
+            state.drop("receiver_closed", len(state.buffer))
+            state.buffer.clear()
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self.receive()
+        except EndOfStream:
+            raise StopAsyncIteration from None

@@ -1,0 +1,146 @@
+"""Actor-facing ports: declarations (:class:`Input`, :class:`Output`) and the fan-out output port.
+
+An actor's output may feed any number of inputs, each through its own channel with its own
+capacity and policy (dora's "one output, many subscribers"). :class:`OutputPort` is what the
+actor sends on: it forwards every item to each channel in declaration order.
+
+Decisions:
+
+* A downstream input whose receiver is closed for good (a ``temporary`` actor that ended, a
+  dropped subscriber) must not crash the producer: the branch is removed and later items for it
+  are counted as ``dropped["receiver_closed"]``. One dead consumer never stalls or kills a camera.
+* With several ``block`` branches the items are delivered branch by branch; the slowest branch
+  paces the producer (that is what ``block`` asks for).
+* An output that feeds nothing counts its items as ``dropped["unconnected"]`` so dashboards show
+  data going nowhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar, final
+
+from anyio import BrokenResourceError
+from anyio.lowlevel import checkpoint
+
+from ._channel import ChannelStatistics, SendPort
+
+__all__ = ["Input", "Output", "OutputPort", "OutputStatistics"]
+
+T = TypeVar("T")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Input:
+    """Declares an actor input: its message type and whether the graph must connect it."""
+
+    type: type[Any]
+    """Accepted message class; ``rtrun.Message`` accepts every message type."""
+    required: bool = True
+    """Whether ``rtrun check`` rejects a graph that leaves this input unconnected."""
+    doc: str = ""
+    """One line for ``rtrun kinds`` and the README tables."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Declares an actor output and the message type it carries."""
+
+    type: type[Any]
+    """Message class sent on this output."""
+    doc: str = ""
+    """One line for ``rtrun kinds`` and the README tables."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputStatistics:
+    """Counters of one output port and of every channel it feeds."""
+
+    sent: int
+    """Items the actor sent on this output."""
+    dropped: Mapping[str, int]
+    """Items not delivered to some branch, per reason (``unconnected``, ``receiver_closed``)."""
+    branches: Sequence[ChannelStatistics]
+    """Statistics of each downstream channel, in connection order."""
+
+
+@final
+class OutputPort(Generic[T]):
+    """The sending side an actor sees for one declared output (fans out to every consumer)."""
+
+    __slots__ = ("_all", "_branches", "_closed_branches", "_dropped", "_sent", "name")
+
+    def __init__(self, name: str, branches: Sequence[SendPort[T]]) -> None:
+        self.name = name
+        self._all = tuple(branches)
+        self._branches = list(branches)
+        self._closed_branches = 0
+        self._sent = 0
+        self._dropped: dict[str, int] = {}
+
+    def _count_drop(self, reason: str, count: int = 1) -> None:
+        self._dropped[reason] = self._dropped.get(reason, 0) + count
+
+    async def send(self, item: T) -> None:
+        """Send ``item`` to every connected input. Always a checkpoint; waits only on ``block`` branches."""
+        self._sent += 1
+        if self._closed_branches:
+            self._count_drop("receiver_closed", self._closed_branches)
+        branches = self._branches
+        if len(branches) == 1:  # fast path: one consumer (the common case)
+            try:
+                await branches[0].send(item)
+            except BrokenResourceError:
+                self._remove(branches[0])
+            return
+        if not branches:
+            if not self._closed_branches:
+                self._count_drop("unconnected")
+            await checkpoint()
+            return
+        for branch in list(branches):
+            try:
+                await branch.send(item)
+            except BrokenResourceError:
+                self._remove(branch)
+
+    def send_nowait(self, item: T) -> None:
+        """Send without waiting; a full ``block`` branch raises ``WouldBlock`` (earlier branches got it)."""
+        self._sent += 1
+        if self._closed_branches:
+            self._count_drop("receiver_closed", self._closed_branches)
+        if not self._branches:
+            self._count_drop("unconnected")
+        for branch in list(self._branches):
+            try:
+                branch.send_nowait(item)
+            except BrokenResourceError:
+                self._remove(branch)
+
+    def _remove(self, branch: SendPort[T]) -> None:
+        self._branches.remove(branch)
+        self._closed_branches += 1
+        self._count_drop("receiver_closed")
+
+    def close(self) -> None:
+        """Close every branch (the launcher calls this when the actor stops for good: end-of-stream)."""
+        for branch in self._all:
+            branch.close()
+
+    @property
+    def connected(self) -> int:
+        """Number of downstream inputs still receiving."""
+        return len(self._branches)
+
+    def statistics(self) -> OutputStatistics:
+        """Snapshot of this output and of its live downstream channels."""
+        return OutputStatistics(
+            sent=self._sent,
+            dropped=MappingProxyType(dict(self._dropped)),
+            branches=tuple(b.statistics() for b in self._branches),
+        )

@@ -1,0 +1,513 @@
+"""OTP supervision on anyio task groups.
+
+Theory of operation
+-------------------
+A :class:`Supervisor` owns one task group. Each child runs in its own task inside a
+**shielded** cancel scope, so cancelling the supervisor does not hit every child at once:
+instead the supervisor's ``finally`` stops its children one by one in **reverse start order**
+(OTP shutdown order), each through :meth:`_stop_child`: cancel the child's scope (graceful: the
+child's ``finally`` blocks and shielded cleanups run), wait up to the child's
+``shutdown_timeout``, then hard-stop it (OTP ``brutal_kill``: the ``on_hard_stop`` hook cancels
+the child's shielded cleanup scopes) and wait for it to finish.
+
+Children start in order with ``TaskGroup.start``: a child is RUNNING only once it called
+``task_status.started()``, and the next child starts only then. A child that fails before being
+ready makes ``start`` raise; at the supervisor's own start this aborts the start (already started
+children are stopped in reverse order and the error propagates to the parent, as in OTP); during a
+restart it counts as one more failure.
+
+When a running child exits, its task records the outcome in the child's single ``pending`` slot
+(bounded by construction: one slot per child) and wakes the supervisor task, which decides:
+
+* restart type: ``permanent`` always restarts, ``transient`` only after an exception,
+  ``temporary`` never (and is removed, as OTP deletes temporary children);
+* strategy: ``one_for_one`` restarts the child; ``one_for_all`` stops every other child in
+  reverse order and restarts all in order; ``rest_for_one`` does that for the children started
+  after the failed one. Temporary siblings stopped this way are not restarted;
+* intensity: each restart decision is stamped in a :class:`RestartWindow`; more than
+  ``intensity`` restarts within ``period`` seconds stops every child and raises
+  :class:`EscalationError` to the parent (a nested supervisor is then handled by its own
+  parent's strategy; the root's escalation stops the graph);
+* optional exponential backoff with jitter before the restart.
+
+Outcomes carry the child's *incarnation*, so an exit recorded by an incarnation that was since
+stopped or replaced is ignored. When no child is left running or restarting, ``run`` returns
+normally (OTP ``auto_shutdown`` with every child significant).
+
+Every decision is a structured :class:`SupervisorEvent` (kept in a bounded ring, passed to
+``on_event`` and logged): ``started``, ``exited``, ``restarting``, ``start_failed``, ``killed``,
+``escalated``, ``stopped``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, final
+
+import anyio
+from anyio import CancelScope, Event
+from anyio.abc import TaskGroup, TaskStatus
+
+from ._actor import ActorState, Lifecycle
+from ._errors import EscalationError, InternalError
+from ._restart import Backoff, BackoffDelays, RestartWindow
+
+__all__ = [
+    "ChildSpec",
+    "ChildStatus",
+    "RestartType",
+    "Strategy",
+    "Supervisor",
+    "SupervisorEvent",
+    "SupervisorFlags",
+]
+
+RestartType = Literal["permanent", "transient", "temporary"]
+"""OTP child restart types."""
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+"""OTP restart strategies."""
+
+EVENT_HISTORY: Final = 1000
+"""Supervisor events kept for telemetry (a bounded ring; older events are forgotten)."""
+STUCK_WAIT_S: Final = 5.0
+"""After a hard stop, how long to wait before reporting a child as stuck (then wait on)."""
+
+log = logging.getLogger("rtrun.supervisor")
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildSpec:
+    """How to start and stop one supervised child (OTP ``child_spec``)."""
+
+    id: str
+    """Child id, unique within its supervisor."""
+    start: Callable[..., Awaitable[None]]
+    """Coroutine function called as ``start(task_status=...)``; must call ``task_status.started()``."""
+    restart: RestartType = "permanent"
+    """``permanent`` | ``transient`` | ``temporary``."""
+    shutdown_timeout: float = 5.0
+    """Seconds between the graceful stop (cancellation) and the hard stop."""
+    start_timeout: float = math.inf
+    """Seconds the child may take to become ready before its start counts as failed."""
+    on_hard_stop: Callable[[], None] | None = None
+    """Called at the hard stop (e.g. cancel the actor's shielded cleanup scopes)."""
+    supervisor: Supervisor | None = None
+    """Set when the child is a nested supervisor (for :meth:`Supervisor.tree`)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorFlags:
+    """Supervisor configuration (OTP ``sup_flags``)."""
+
+    strategy: Strategy = "one_for_one"
+    """Which children restart when one fails."""
+    intensity: int = 3
+    """Maximum restarts within ``period`` before escalating (OTP default is 1; 3 tolerates a flaky USB)."""
+    period: float = 5.0
+    """Sliding window for ``intensity``, seconds."""
+    backoff: Backoff | None = None
+    """Optional delay between restarts (None: restart at once, as OTP)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorEvent:
+    """One supervision decision, for telemetry and logs."""
+
+    kind: str
+    """``started`` | ``exited`` | ``restarting`` | ``start_failed`` | ``killed`` | ``escalated`` | ``stopped``."""
+    supervisor: str
+    """Id of the supervisor that decided."""
+    child: str | None
+    """Child concerned (None for supervisor-wide events)."""
+    reason: str
+    """``normal``, ``shutdown``, or the exception's repr."""
+    traceback: str | None
+    """Formatted traceback of a failure, else None."""
+    restarts: int
+    """The child's restart count after this event."""
+    time: float
+    """Runtime clock (``anyio.current_time()``)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildStatus:
+    """A node of the supervision tree as reported by :meth:`Supervisor.tree`."""
+
+    id: str
+    """Child id."""
+    state: str
+    """Lifecycle state (``running``, ``stopped``...)."""
+    restart: str
+    """Restart type."""
+    restarts: int
+    """How many times it was restarted."""
+    last_exit: str | None
+    """Reason of the last exit, if any."""
+    children: tuple[ChildStatus, ...] = ()
+    """For a nested supervisor: its children."""
+    strategy: str | None = None
+    """For a nested supervisor: its strategy."""
+
+
+@dataclass(slots=True)
+class _Outcome:
+    incarnation: int
+    kind: Literal["normal", "failure"]
+    reason: str
+    traceback: str | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _Child:
+    spec: ChildSpec
+    lifecycle: Lifecycle
+    incarnation: int = 0
+    restarts: int = 0
+    scope: CancelScope | None = None
+    done: Event | None = None
+    pending: _Outcome | None = None
+    last_exit: str | None = None
+    stopping: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.done is not None and not self.done.is_set()
+
+
+class _StartFailed(Exception):
+    def __init__(self, child: _Child, exc: BaseException) -> None:
+        super().__init__(f"child {child.spec.id!r} failed to start: {exc!r}")
+        self.child = child
+        self.exc = exc
+
+
+class Supervisor:
+    """A supervisor of children with OTP semantics (see the module docstring)."""
+
+    def __init__(
+        self,
+        id: str,
+        children: Sequence[ChildSpec],
+        flags: SupervisorFlags | None = None,
+        *,
+        on_event: Callable[[SupervisorEvent], None] | None = None,
+    ) -> None:
+        ids = [c.id for c in children]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"supervisor {id!r}: duplicate child ids in {ids}")
+        self.id = id
+        self.flags = flags or SupervisorFlags()
+        self._specs = tuple(children)
+        self._children: list[_Child] = []
+        self._on_event = on_event
+        self.events: deque[SupervisorEvent] = deque(maxlen=EVENT_HISTORY)
+        """Recent supervision events, oldest first."""
+        self.escalations = 0
+        """How many times this supervisor gave up (over all its runs)."""
+        self._window = RestartWindow(self.flags.intensity, self.flags.period)
+        self._delays: BackoffDelays | None = None
+        self._tg: TaskGroup | None = None
+        self._wakeup = Event()
+        self._hard = False
+
+    # ------------------------------------------------------------------ public API
+
+    def child_spec(self, *, restart: RestartType = "permanent", shutdown_timeout: float = math.inf) -> ChildSpec:
+        """This supervisor as a child of another supervisor (nesting)."""
+        return ChildSpec(
+            id=self.id,
+            start=self.run,
+            restart=restart,
+            shutdown_timeout=shutdown_timeout,
+            on_hard_stop=self.hard_stop,
+            supervisor=self,
+        )
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Start every child in order, report ready, supervise; return when no child is left.
+
+        Raises:
+            EscalationError: restart intensity exceeded (children already stopped).
+            Exception: a child failed to start initially (started children already stopped).
+        """
+        self._reset()
+        error: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                await self._start_initial()
+                task_status.started()
+                await self._supervise()
+            except Exception as exc:  # re-raised below, unwrapped by the task group
+                error = exc
+            finally:
+                with CancelScope(shield=True):
+                    await self._stop_all()
+                self._tg = None
+        if error is not None:
+            raise error
+
+    def hard_stop(self) -> None:
+        """Stop everything now: cancel every child and its shielded cleanups (second Ctrl-C)."""
+        self._hard = True
+        for child in self._children:
+            child.stopping = True
+            if child.spec.on_hard_stop is not None:
+                child.spec.on_hard_stop()
+            if child.scope is not None:
+                child.scope.cancel()
+
+    def tree(self) -> ChildStatus:
+        """The supervision tree below (and including) this supervisor."""
+        return ChildStatus(
+            id=self.id,
+            state="running" if self._tg is not None else "stopped",
+            restart="permanent",
+            restarts=0,
+            last_exit=None,
+            children=tuple(self._child_status(c) for c in self._children or self._fresh_children()),
+            strategy=self.flags.strategy,
+        )
+
+    # ------------------------------------------------------------------ state
+
+    def _fresh_children(self) -> list[_Child]:
+        return [_Child(spec, Lifecycle(spec.id)) for spec in self._specs]
+
+    def _reset(self) -> None:
+        previous = {c.spec.id: c.restarts for c in self._children}
+        self._children = self._fresh_children()
+        for child in self._children:  # restart counts survive a restart of the supervisor
+            child.restarts = previous.get(child.spec.id, 0)
+        self._window.reset()
+        self._delays = self.flags.backoff.delays() if self.flags.backoff else None
+        self._hard = False
+
+    @staticmethod
+    def _child_status(child: _Child) -> ChildStatus:
+        nested = child.spec.supervisor.tree() if child.spec.supervisor is not None else None
+        return ChildStatus(
+            id=child.spec.id,
+            state=child.lifecycle.state.value,
+            restart=child.spec.restart,
+            restarts=child.restarts,
+            last_exit=child.last_exit,
+            children=nested.children if nested else (),
+            strategy=nested.strategy if nested else None,
+        )
+
+    def _emit(self, kind: str, child: _Child | None, reason: str, tb: str | None = None) -> None:
+        event = SupervisorEvent(
+            kind=kind,
+            supervisor=self.id,
+            child=child.spec.id if child else None,
+            reason=reason,
+            traceback=tb,
+            restarts=child.restarts if child else 0,
+            time=anyio.current_time(),
+        )
+        self.events.append(event)
+        level = logging.WARNING if kind in ("exited", "start_failed", "killed") and reason != "normal" else logging.INFO
+        if kind == "escalated":
+            level = logging.ERROR
+        log.log(level, "%s/%s %s: %s", self.id, event.child or "-", kind, reason, extra={"rtrun_event": event})
+        if self._on_event is not None:
+            self._on_event(event)
+
+    # ------------------------------------------------------------------ starting
+
+    async def _start_initial(self) -> None:
+        for child in self._children:
+            try:
+                await self._start_child(child)
+            except _StartFailed as failed:
+                raise failed.exc from None
+
+    async def _start_child(self, child: _Child) -> None:
+        """Start one child and wait for its readiness; raise _StartFailed if it fails first."""
+        assert self._tg is not None
+        child.incarnation += 1
+        child.scope, child.done, child.pending, child.stopping = CancelScope(shield=True), Event(), None, False
+        child.lifecycle.to(ActorState.STARTING)
+        error: Exception | None = None
+        async with anyio.create_task_group() as watchdog:
+            if math.isfinite(child.spec.start_timeout):
+                watchdog.start_soon(self._start_watchdog, child)
+            try:
+                await self._tg.start(self._child_main, child, child.incarnation)
+            except Exception as exc:  # re-raised below, outside the watchdog's task group
+                error = exc
+            watchdog.cancel_scope.cancel()
+        if error is not None:
+            child.lifecycle.to(ActorState.FAILED)
+            child.last_exit = _describe(error)
+            self._emit("start_failed", child, child.last_exit, _format_tb(error))
+            raise _StartFailed(child, error) from error
+        self._emit("started", child, "ready")
+
+    async def _start_watchdog(self, child: _Child) -> None:
+        await anyio.sleep(child.spec.start_timeout)
+        if child.lifecycle.state is ActorState.STARTING and child.scope is not None:
+            child.last_exit = f"not ready within start_timeout={child.spec.start_timeout:g} s"
+            child.scope.cancel()
+
+    async def _child_main(self, child: _Child, incarnation: int, *, task_status: TaskStatus[None]) -> None:
+        started = False
+
+        class _Status(TaskStatus[None]):
+            def started(self, value: None = None) -> None:
+                nonlocal started
+                started = True
+                child.lifecycle.to(ActorState.RUNNING)
+                task_status.started()
+
+        scope = child.scope
+        assert scope is not None and child.done is not None
+        done = child.done
+        try:
+            with scope:
+                await child.spec.start(task_status=_Status())
+            if not started:
+                if scope.cancel_called:
+                    raise TimeoutError(child.last_exit or "cancelled before it was ready")
+                _Status().started()
+            outcome = _Outcome(incarnation, "normal", "shutdown" if scope.cancel_called else "normal")
+        except Exception as exc:
+            if not started:
+                raise
+            outcome = _Outcome(incarnation, "failure", _describe(exc), _format_tb(exc))
+        finally:
+            done.set()
+        if not child.stopping and child.incarnation == incarnation:
+            child.pending = outcome
+            self._wakeup.set()
+
+    # ------------------------------------------------------------------ supervising
+
+    async def _supervise(self) -> None:
+        while any(c.active or c.pending for c in self._children):
+            await self._wakeup.wait()
+            self._wakeup = Event()
+            for child in list(self._children):
+                outcome, child.pending = child.pending, None
+                if outcome is not None and outcome.incarnation == child.incarnation:
+                    await self._handle_exit(child, outcome)
+
+    async def _handle_exit(self, child: _Child, outcome: _Outcome) -> None:
+        failed = outcome.kind == "failure"
+        child.last_exit = outcome.reason
+        child.lifecycle.to(ActorState.FAILED if failed else ActorState.STOPPED)
+        self._emit("exited", child, outcome.reason, outcome.traceback)
+        if child.spec.restart == "temporary":
+            self._remove(child)
+            return
+        if child.spec.restart == "transient" and not failed:
+            return
+        await self._restart_for(child)
+
+    def _restart_group(self, child: _Child) -> list[_Child]:
+        strategy = self.flags.strategy
+        if strategy == "one_for_one":
+            return [child]
+        if strategy == "one_for_all":
+            return list(self._children)
+        if strategy == "rest_for_one":
+            return self._children[self._children.index(child) :]
+        raise InternalError(f"unknown strategy {strategy!r}")  # pragma: no cover - validated by Literal
+
+    async def _restart_for(self, cause: _Child) -> None:
+        """Apply the strategy for ``cause`` and restart, repeating while restarts fail to start."""
+        while True:
+            if not self._window.add(anyio.current_time()):
+                await self._escalate(cause)
+            group = self._restart_group(cause)
+            await self._stop_children(reversed([c for c in group if c is not cause]))
+            group = [c for c in group if c is cause or self._keep_after_sibling_stop(c)]
+            await self._backoff(group)
+            try:
+                for child in group:
+                    child.restarts += 1
+                    child.lifecycle.to(ActorState.RESTARTING)
+                    self._emit("restarting", child, "strategy " + self.flags.strategy)
+                for child in group:
+                    await self._start_child(child)
+                return
+            except _StartFailed as failed:
+                cause = failed.child
+
+    def _keep_after_sibling_stop(self, child: _Child) -> bool:
+        if child.spec.restart == "temporary":
+            self._remove(child)
+            return False
+        return True
+
+    async def _backoff(self, group: list[_Child]) -> None:
+        if self._delays is None:
+            return
+        await anyio.sleep(self._delays.delay(len(self._window) - 1))
+
+    async def _escalate(self, cause: _Child) -> None:
+        self.escalations += 1
+        self._emit("escalated", cause, f"more than {self.flags.intensity} restarts in {self.flags.period:g} s")
+        with CancelScope(shield=True):
+            await self._stop_all()
+        raise EscalationError(self.id, self.flags.intensity + 1, self.flags.period, cause.spec.id)
+
+    def _remove(self, child: _Child) -> None:
+        child.lifecycle.to(ActorState.STOPPED)
+        self._children.remove(child)
+
+    # ------------------------------------------------------------------ stopping
+
+    async def _stop_all(self) -> None:
+        await self._stop_children(reversed(list(self._children)))
+
+    async def _stop_children(self, children: Iterable[_Child]) -> None:
+        for child in children:
+            await self._stop_child(child)
+
+    async def _stop_child(self, child: _Child) -> None:
+        if not child.active:
+            if child.lifecycle.state in (ActorState.FAILED, ActorState.RESTARTING):
+                child.lifecycle.to(ActorState.STOPPED)
+            return
+        assert child.scope is not None and child.done is not None
+        child.stopping = True
+        child.lifecycle.to(ActorState.STOPPING)
+        child.scope.cancel()
+        timeout = 0.0 if self._hard else child.spec.shutdown_timeout
+        with anyio.move_on_after(timeout):
+            await child.done.wait()
+        if not child.done.is_set():
+            self._emit("killed", child, f"still running {timeout:g} s after shutdown; hard stop")
+            if child.spec.on_hard_stop is not None:
+                child.spec.on_hard_stop()
+            with anyio.move_on_after(STUCK_WAIT_S):
+                await child.done.wait()
+            if not child.done.is_set():
+                self._emit("killed", child, "stuck after hard stop (a shielded call without timeout?)")
+                await child.done.wait()
+        child.lifecycle.to(ActorState.STOPPED)
+        self._emit("stopped", child, "shutdown")
+
+
+def _describe(exc: BaseException) -> str:
+    """repr of the exception, looking through exception groups that hold a single exception."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return repr(exc)
+
+
+def _format_tb(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
+
+

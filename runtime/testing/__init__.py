@@ -1,0 +1,12 @@
+"""Public test kit for rtrun: conformance suites and helpers for testing actors and transports.
+
+Importing this package is cheap; hypothesis is only imported by the strategy helpers.
+"""
+
+from ._conformance import SCENARIOS as SCENARIOS
+from ._conformance import ChannelFactory as ChannelFactory
+from ._conformance import ConformanceOptions as ConformanceOptions
+from ._conformance import check_channel as check_channel
+from ._conformance import memory_channel_factory as memory_channel_factory
+
+__all__ = ["SCENARIOS", "ChannelFactory", "ConformanceOptions", "check_channel", "memory_channel_factory"]
