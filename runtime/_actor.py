@@ -164,7 +164,9 @@ class ActorContext(Generic[P]):
         try:
             return self._inputs[name]
         except KeyError:
-            raise ActorError(f"actor {self.id!r} has no input {name!r}; inputs: {sorted(self._inputs)}") from None
+            raise ActorError(
+                f"actor {self.id!r} has no input {name!r}; inputs: {sorted(self._inputs)}"
+            ) from None
 
     def has_input(self, name: str) -> bool:
         """Whether input ``name`` is connected to a source in the graph."""
@@ -176,7 +178,9 @@ class ActorContext(Generic[P]):
         try:
             return self._outputs[name]
         except KeyError:
-            raise ActorError(f"actor {self.id!r} has no output {name!r}; outputs: {sorted(self._outputs)}") from None
+            raise ActorError(
+                f"actor {self.id!r} has no output {name!r}; outputs: {sorted(self._outputs)}"
+            ) from None
 
     @property
     def inputs(self) -> Mapping[str, ReceivePort[Any]]:

@@ -92,8 +92,7 @@ class ActorStateError(ActorError):
 
     def __init__(self, actor: str, current: str, requested: str) -> None:
         super().__init__(
-            f"actor {actor!r}: illegal transition {current} -> {requested} "
-            "(see rtrun._actor.TRANSITIONS)"
+            f"actor {actor!r}: illegal transition {current} -> {requested} (see rtrun._actor.TRANSITIONS)"
         )
         self.actor = actor
         self.current = current

@@ -127,6 +127,11 @@ class OutputPort(Generic[T]):
         self._closed_branches += 1
         self._count_drop("receiver_closed")
 
+    def _add_branch(self, branch: SendPort[T]) -> None:
+        """Connect one more consumer (the launcher wires edges; ``graph.receiver`` adds taps)."""
+        self._all = (*self._all, branch)
+        self._branches.append(branch)
+
     def close(self) -> None:
         """Close every branch (the launcher calls this when the actor stops for good: end-of-stream)."""
         for branch in self._all:

@@ -36,7 +36,8 @@ normally (OTP ``auto_shutdown`` with every child significant).
 
 Every decision is a structured :class:`SupervisorEvent` (kept in a bounded ring, passed to
 ``on_event`` and logged): ``started``, ``exited``, ``restarting``, ``start_failed``, ``killed``,
-``escalated``, ``stopped``.
+``escalated``, ``stopped``, and ``terminated`` (the child ended by itself and will not be
+restarted by this supervisor run: the launcher closes its outputs).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class SupervisorEvent:
     """One supervision decision, for telemetry and logs."""
 
     kind: str
-    """``started`` | ``exited`` | ``restarting`` | ``start_failed`` | ``killed`` | ``escalated`` | ``stopped``."""
+    """``started`` | ``exited`` | ``restarting`` | ``start_failed`` | ``killed`` | ``escalated`` | ``stopped`` | ``terminated``."""
     supervisor: str
     """Id of the supervisor that decided."""
     child: str | None
@@ -221,7 +222,9 @@ class Supervisor:
 
     # ------------------------------------------------------------------ public API
 
-    def child_spec(self, *, restart: RestartType = "permanent", shutdown_timeout: float = math.inf) -> ChildSpec:
+    def child_spec(
+        self, *, restart: RestartType = "permanent", shutdown_timeout: float = math.inf
+    ) -> ChildSpec:
         """This supervisor as a child of another supervisor (nesting)."""
         return ChildSpec(
             id=self.id,
@@ -316,10 +319,16 @@ class Supervisor:
             time=anyio.current_time(),
         )
         self.events.append(event)
-        level = logging.WARNING if kind in ("exited", "start_failed", "killed") and reason != "normal" else logging.INFO
+        level = (
+            logging.WARNING
+            if kind in ("exited", "start_failed", "killed") and reason != "normal"
+            else logging.INFO
+        )
         if kind == "escalated":
             level = logging.ERROR
-        log.log(level, "%s/%s %s: %s", self.id, event.child or "-", kind, reason, extra={"rtrun_event": event})
+        log.log(
+            level, "%s/%s %s: %s", self.id, event.child or "-", kind, reason, extra={"rtrun_event": event}
+        )
         if self._on_event is not None:
             self._on_event(event)
 
@@ -336,7 +345,12 @@ class Supervisor:
         """Start one child and wait for its readiness; raise _StartFailed if it fails first."""
         assert self._tg is not None
         child.incarnation += 1
-        child.scope, child.done, child.pending, child.stopping = CancelScope(shield=True), Event(), None, False
+        child.scope, child.done, child.pending, child.stopping = (
+            CancelScope(shield=True),
+            Event(),
+            None,
+            False,
+        )
         child.lifecycle.to(ActorState.STARTING)
         error: Exception | None = None
         async with anyio.create_task_group() as watchdog:
@@ -411,6 +425,7 @@ class Supervisor:
             self._remove(child)
             return
         if child.spec.restart == "transient" and not failed:
+            self._emit("terminated", child, outcome.reason)
             return
         await self._restart_for(child)
 
@@ -457,7 +472,9 @@ class Supervisor:
 
     async def _escalate(self, cause: _Child) -> None:
         self.escalations += 1
-        self._emit("escalated", cause, f"more than {self.flags.intensity} restarts in {self.flags.period:g} s")
+        self._emit(
+            "escalated", cause, f"more than {self.flags.intensity} restarts in {self.flags.period:g} s"
+        )
         with CancelScope(shield=True):
             await self._stop_all()
         raise EscalationError(self.id, self.flags.intensity + 1, self.flags.period, cause.spec.id)
@@ -465,6 +482,7 @@ class Supervisor:
     def _remove(self, child: _Child) -> None:
         child.lifecycle.to(ActorState.STOPPED)
         self._children.remove(child)
+        self._emit("terminated", child, "temporary child is not restarted")
 
     # ------------------------------------------------------------------ stopping
 
@@ -509,5 +527,3 @@ def _describe(exc: BaseException) -> str:
 
 def _format_tb(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
-
-

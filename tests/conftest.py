@@ -11,9 +11,7 @@ from __future__ import annotations
 import pytest
 import trio.testing
 
-VIRTUAL = [
-    pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}), id="trio-virtual")
-]
+VIRTUAL = [pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}), id="trio-virtual")]
 """Parametrization selecting only the virtual-time backend."""
 
 

@@ -55,7 +55,7 @@ async def memory_channel_factory(capacity: int, policy: str) -> AsyncIterator[tu
         yield send, receive
 
 
-async def _settle(predicate: Callable[[], bool], timeout: float, what: str) -> None:  # noqa: ASYNC109
+async def _settle(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     with anyio.move_on_after(timeout):
         while not predicate():  # noqa: ASYNC110 - a transport has no event to wait on
             await anyio.sleep(0.005)
@@ -74,6 +74,7 @@ async def fifo_order(open_pair: ChannelFactory, opts: ConformanceOptions) -> Non
     """``block``: items arrive in order, none lost, counters consistent."""
     async with open_pair(4, "block") as (send, receive):
         async with anyio.create_task_group() as tg:
+
             async def produce() -> None:
                 for i in range(50):
                     await send.send(i)
@@ -112,7 +113,9 @@ async def rendezvous(open_pair: ChannelFactory, opts: ConformanceOptions) -> Non
             assert await receive.receive() == "y"
 
 
-async def _overflow(open_pair: ChannelFactory, opts: ConformanceOptions, policy: str, capacity: int) -> list[Any]:
+async def _overflow(
+    open_pair: ChannelFactory, opts: ConformanceOptions, policy: str, capacity: int
+) -> list[Any]:
     async with open_pair(capacity, policy) as (send, receive):
         for i in range(10):
             await send.send(i)  # never waits with a dropping policy

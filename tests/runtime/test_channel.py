@@ -6,11 +6,10 @@ import gc
 
 import anyio
 import pytest
+import rtrun
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import rtrun
 from rtrun import ChannelError, open_channel
 
 from ..conftest import VIRTUAL
@@ -89,7 +88,9 @@ OPS = st.lists(st.sampled_from(["send", "receive"]), max_size=60)
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     ops=OPS,
-    policy_capacity=st.sampled_from([("drop_oldest", 1), ("drop_oldest", 3), ("drop_newest", 2), ("latest", 1)]),
+    policy_capacity=st.sampled_from(
+        [("drop_oldest", 1), ("drop_oldest", 3), ("drop_newest", 2), ("latest", 1)]
+    ),
 )
 def test_counter_invariant_holds(ops: list[str], policy_capacity: tuple[str, int]) -> None:
     """sent == received + queued + dropped after any sequence of operations (no silent drop)."""

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import anyio
 import pytest
-
 from rtrun import EscalationError
 from rtrun._restart import Backoff, RestartWindow
 from rtrun._supervisor import ChildSpec, Supervisor, SupervisorFlags

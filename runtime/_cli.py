@@ -1,0 +1,220 @@
+"""The ``rtrun`` command line: a thin wrapper over :func:`rtrun.open_graph`.
+
+Exit codes (stable, documented in the README):
+
+=====  ==========================================================================
+0      clean stop: ``--duration`` elapsed, Ctrl-C/SIGTERM, or every actor ended
+1      invalid graph (``rtrun check`` or ``rtrun run``): nothing was started
+2      usage error (bad arguments, bad ``--set``)
+3      failure: the root supervisor escalated, or an actor failed to start
+130    forced stop: a second Ctrl-C/SIGTERM cut the graceful shutdown short
+=====  ==========================================================================
+
+The first Ctrl-C (or SIGTERM) requests a graceful stop: actors stop in reverse start order,
+each within its ``shutdown_timeout_s`` (hardware cleanup runs shielded). A second one during
+that shutdown hard-stops every actor, cleanups included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import anyio
+
+from ._errors import GraphError, RtrunError
+from ._launch import Graph, GraphStatus, compile_source, open_graph
+from ._params import parse_override
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_FAILURE = 3
+EXIT_FORCED = 130
+
+log = logging.getLogger("rtrun.cli")
+
+
+class _ActorIdFormatter(logging.Formatter):
+    """``[actor] message`` for actor loggers, ``rtrun.x: message`` for the runtime."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        name = record.name
+        prefix = f"[{name.removeprefix('rtrun.actor.')}]" if name.startswith("rtrun.actor.") else f"{name}:"
+        record.rtrun_prefix = prefix
+        return super().format(record)
+
+
+def setup_logging(level: str, stream: TextIO | None = None) -> None:
+    """Readable structured logs on stderr (rich when it is a terminal)."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console(file=stream or sys.stderr, width=140, force_terminal=None)
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
+    handler.setFormatter(_ActorIdFormatter("%(rtrun_prefix)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtrun", description="Supervised async actor runtime for robot control."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate a graph file and report every problem")
+    check.add_argument("graph")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="ACTOR.PARAM=VALUE")
+    run = sub.add_parser("run", help="run a graph until Ctrl-C, SIGTERM, --duration, or its end")
+    run.add_argument("graph")
+    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="ACTOR.PARAM=VALUE")
+    run.add_argument("--host", action="append", default=None, help="run only this host's actors (repeatable)")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop", "trio"],
+                     help="event loop: auto = uvloop when installed, else asyncio")  # fmt: skip
+    sub.add_parser("kinds", help="list the registered actor kinds with their ports and parameters")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rtrun`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        overrides = [parse_override(o) for o in getattr(args, "overrides", [])]
+    except ValueError as exc:
+        print(f"rtrun: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "check":
+        return _check(args.graph, overrides)
+    if args.command == "kinds":
+        return _kinds()
+    return _run(args, overrides)
+
+
+def _check(path: str, overrides: list[tuple[str, str, Any]]) -> int:
+    try:
+        compiled = compile_source(path, overrides=overrides)
+    except GraphError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    hosts = sorted({a.host for a in compiled.actors.values()})
+    print(
+        f"{path}: ok ({len(compiled.actors)} actors, {len(compiled.edges)} channels, hosts: {', '.join(hosts)})"
+    )
+    return EXIT_OK
+
+
+def _kinds() -> int:
+    from ._kinds import available_kinds, resolve_kind
+    from ._params import describe_type
+
+    for name in available_kinds():
+        try:
+            cls = resolve_kind(name)
+        except LookupError as exc:
+            print(f"{name}: {exc}")
+            continue
+        ins = ", ".join(f"{n}: {d.type.__name__}{'' if d.required else '?'}" for n, d in cls.inputs.items())
+        outs = ", ".join(f"{n}: {d.type.__name__}" for n, d in cls.outputs.items())
+        params = ", ".join(f"{f}: {describe_type(t)}" for f, t in cls.Params.__annotations__.items())
+        print(f"{name}\n  inputs:  {ins or '-'}\n  outputs: {outs or '-'}\n  params:  {params or '-'}")
+    return EXIT_OK
+
+
+@dataclass
+class _RunState:
+    graph: Graph | None = None
+    forced: bool = False
+    signals: int = 0
+
+
+def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int:
+    setup_logging(args.log_level)
+    try:
+        compiled = compile_source(args.graph, overrides=overrides)
+    except GraphError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    backend, options = _backend(args.loop)
+    state = _RunState()
+    try:
+        status = anyio.run(_run_async, compiled, args, state, backend=backend, backend_options=options)
+    except RtrunError as exc:
+        log.error("graph failed: %s", exc)
+        return EXIT_FAILURE
+    except Exception as exc:  # an actor failed to start: report it, exit with the failure code
+        log.error("graph failed to start: %r", exc)
+        return EXIT_FAILURE
+    print(_summary(status, "forced" if state.forced else "clean"), file=sys.stderr)
+    return EXIT_FORCED if state.forced else EXIT_OK
+
+
+def _backend(loop: str) -> tuple[str, dict[str, Any]]:
+    if loop == "trio":
+        return "trio", {}
+    if loop in ("auto", "uvloop"):
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            if loop == "uvloop":
+                raise SystemExit("rtrun: --loop uvloop needs the 'fast' extra (pip install uvloop)") from None
+        else:
+            return "asyncio", {"use_uvloop": True}
+    return "asyncio", {}
+
+
+async def _run_async(compiled: Any, args: argparse.Namespace, state: _RunState) -> GraphStatus:
+    async with anyio.create_task_group() as tg:
+        stop = anyio.Event()
+        tg.start_soon(_watch_signals, state, stop)
+        try:
+            async with open_graph(compiled, hosts=args.host) as graph:
+                state.graph = graph
+                log.info("graph %r running (%d actors)", graph.name, len(graph.status().actors))
+                with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
+                    async with anyio.create_task_group() as waiters:
+                        waiters.start_soon(_cancel_after, graph.wait(), waiters.cancel_scope)
+                        waiters.start_soon(_cancel_after, stop.wait(), waiters.cancel_scope)
+                log.info("stopping graph %r", graph.name)
+            return graph.status()
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def _cancel_after(awaitable: Any, scope: anyio.CancelScope) -> None:
+    await awaitable
+    scope.cancel()
+
+
+async def _watch_signals(state: _RunState, stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            state.signals += 1
+            if state.signals == 1:
+                log.warning("%s: stopping gracefully (again to force)", signal.Signals(signum).name)
+                stop.set()
+            else:
+                log.warning("%s: forcing a fast stop", signal.Signals(signum).name)
+                state.forced = True
+                if state.graph is not None:
+                    state.graph.hard_stop()
+
+
+def _summary(status: GraphStatus, how: str) -> str:
+    return (
+        f"rtrun: graph {status.name!r} stopped ({how}) after {status.uptime_s:.1f} s: "
+        f"{len(status.actors)} actors, {status.restarts} restarts, {status.messages} messages, "
+        f"{status.dropped} dropped"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
