@@ -1,0 +1,1 @@
+"""rtrun.actors (placeholder, filled in by later modules)."""

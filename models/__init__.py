@@ -1,0 +1,1 @@
+"""rtrun.models (placeholder, filled in by later modules)."""
