@@ -35,9 +35,10 @@ Decoding rules (each failure is a :class:`~rtrun.DecodeError` whose ``reason`` i
 counter key; the text names the tag and the field path, e.g. ``poses[2].image``):
 
 - ``oversize``: more than ``max_size`` bytes (checked before parsing);
-- ``malformed``: not exactly one msgpack map, truncated, trailing bytes, invalid UTF-8,
-  a container over :data:`MAX_CONTAINER_LEN` items or nested deeper than :data:`MAX_DEPTH`,
-  duplicate top-level keys, non-str keys, missing or mistyped ``@tag``/``@version``;
+- ``malformed``: not exactly one msgpack map, truncated, trailing bytes, invalid UTF-8 (also
+  inside unknown keys), a container over :data:`MAX_CONTAINER_LEN` items, nesting beyond
+  msgpack's stack limit, repeated top-level keys, map keys that are not str (bin keys are left
+  to the field check), missing or mistyped ``@tag``/``@version``;
 - ``unknown_tag``: no class registered under the tag;
 - ``wrong_type``: the tag is not the ``expected`` class's;
 - ``schema_version``: the version differs from the registered class's (also for nested messages);
@@ -61,21 +62,29 @@ copied before that; a non-contiguous or big-endian one is converted once
 (``np.ascontiguousarray(..., dtype=little-endian)``). Going through ``Packer.pack(memoryview)``
 instead would copy the payload twice (into the packer's buffer, then out of it).
 
-*Decode* feeds the input to a streaming ``msgpack.Unpacker`` (one internal copy of the buffer)
-and walks the top-level map itself. Fields without arrays are unpacked in C in one call; fields
-that can hold arrays are walked node by node, and for a bin node the walker records its offset
-and skips it, returning a slice of the caller's *read-only* ``memoryview``. Arrays are then built
-with ``np.frombuffer`` over that slice: zero-copy with respect to the input, and read-only.
-Consequences: decoded arrays keep the input buffer alive, and mutating a ``bytearray`` input
-after decoding would change them (``bytes`` inputs, the normal case, are immutable). Arrays of
-itemsize > 1 may be unaligned (``arr.flags.aligned``); numpy handles that transparently.
-If ``@tag`` is not the first key (a third-party encoder), every value before it is walked the
-slow way; the result is the same.
+*Decode* has two paths with identical results (the fuzz tests compare them on every input):
+
+- Bodies smaller than :data:`ZERO_COPY_MIN_SIZE` whose first key is ``@tag`` (rtrun's own
+  layout), and bodies of messages without array fields, are unpacked by one ``msgpack.unpackb``
+  call; array payloads are then ``bytes`` objects (one small copy), wrapped read-only.
+- Otherwise a streaming ``msgpack.Unpacker`` reads the input through a small file-like window
+  (:data:`READ_CHUNK` bytes at a time) and the top-level map is walked in Python: array-free
+  fields are unpacked in C in one call each, fields that can hold arrays are walked node by node,
+  and a bin node is never handed to the unpacker: the walker returns a slice of the caller's
+  *read-only* ``memoryview`` and moves the window past the payload. ``np.frombuffer`` over that
+  slice gives arrays that are zero-copy with respect to the input, and read-only. A 640×480×3
+  frame thus decodes without touching its 921,600 pixel bytes.
+
+Consequences of zero-copy: decoded arrays keep the input buffer alive, and mutating a
+``bytearray`` input after decoding would change them (``bytes`` inputs, the normal case, are
+immutable). Arrays of itemsize > 1 may be unaligned (``arr.flags.aligned``); numpy handles that
+transparently (call ``np.ascontiguousarray``/``copy()`` if an extension needs alignment). If
+``@tag`` is not the first key (a third-party encoder), values before it are walked generically.
 
 msgpack options: ``raw=False`` (str is UTF-8 text), ``strict_map_key=True``, ``use_list=False``
 (arrays decode to tuples, which is what tuple fields hold), every ``max_*_len`` bounded by the
 input length and container lengths by :data:`MAX_CONTAINER_LEN`. Only msgpack's own exceptions
-(``OutOfData`` and its ``ValueError`` family) are translated, chained with ``from``.
+(``OutOfData``, ``BufferFull`` and the ``ValueError`` family) are translated, chained with ``from``.
 """
 
 from __future__ import annotations
@@ -104,7 +113,14 @@ from ._message import (
     _registry_get,
 )
 
-__all__ = ["DEFAULT_MAX_SIZE", "MAX_CONTAINER_LEN", "MAX_DEPTH", "decode", "encode"]
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "MAX_CONTAINER_LEN",
+    "MAX_DEPTH",
+    "ZERO_COPY_MIN_SIZE",
+    "decode",
+    "encode",
+]
 
 M = TypeVar("M", bound=Message)
 
@@ -117,8 +133,16 @@ MAX_CONTAINER_LEN = 1 << 20
 stops a 5-byte array32 header from making the decoder allocate billions of slots."""
 
 MAX_DEPTH = 32
-"""Deepest container nesting the array-aware walker follows. Real layouts are a few levels deep
-(message → tuple → nested message → array map); msgpack's own C stack bounds the other paths."""
+"""Deepest container nesting the array-aware walker follows in Python; deeper values (never
+produced by a real layout, which is a few levels deep: message → tuple → nested message → array
+map) are unpacked by msgpack in C, whose own stack limit applies."""
+
+ZERO_COPY_MIN_SIZE = 64 * 1024
+"""Bodies at least this large are decoded zero-copy (arrays are views of the input). Smaller
+ones are unpacked in one C call, copying their bins: measured here, walking a 50×14 float32
+chunk (3 KB) in Python costs ~20 µs more than ``unpackb`` while copying 64 KiB costs ~2 µs, and
+allocations this small come from the heap (no mmap page faults). Arrays are read-only either
+way."""
 
 TAG_KEY = "@tag"
 """Reserved map key holding the message tag."""
@@ -366,7 +390,7 @@ def _array_ops(pinned: np.dtype[Any] | None) -> _Ops:
         out.append(_ARRAY_PREFIX[name])
         out.append(pack(v.shape))
         out.append(_DATA_KEY + _bin_header(v.nbytes))
-        out.append(v.data)
+        out.append(memoryview(v))  # (not v.data: ndarray subclasses may override .data)
 
     return _Ops(None, emit, lambda w: _dec_array(w, pinned))
 
@@ -708,8 +732,8 @@ def decode(
 ) -> Message:
     """Decode a msgpack body into the registered message class named by its tag.
 
-    ``expected`` additionally requires that class. Array fields are zero-copy, read-only views
-    of ``data``. Raises :class:`~rtrun.DecodeError` (``reason`` as listed in this module's
+    ``expected`` additionally requires that class. Array fields are read-only; in bodies of at
+    least :data:`ZERO_COPY_MIN_SIZE` bytes they are zero-copy views of ``data``. Raises :class:`~rtrun.DecodeError` (``reason`` as listed in this module's
     docstring) for anything malformed; never executes anything from the input.
     """
     view = memoryview(data)
@@ -720,7 +744,7 @@ def decode(
     view = view.toreadonly()
     try:
         codec, version, entries = _read_body(view)
-    except msgpack.OutOfData as exc:
+    except (msgpack.OutOfData, msgpack.BufferFull) as exc:  # BufferFull: needs more than n bytes
         raise DecodeError("malformed", "truncated input") from exc
     except ValueError as exc:  # msgpack's FormatError/StackError/ExtraData, limits, bad UTF-8
         raise DecodeError("malformed", f"invalid msgpack: {exc}") from exc
@@ -740,32 +764,48 @@ def decode(
 
 # -- decode: the top-level walk -------------------------------------------------------------------
 
-FEED_CHUNK = 512
-"""Bytes fed to the streaming unpacker at a time (doubling while one value needs more). Small,
-so that at most this much of an array's payload is ever copied into the unpacker."""
+READ_CHUNK = 512
+"""Bytes the streaming unpacker pulls from the input at a time. Small, so that at most this much
+of an array's payload is ever copied into the unpacker's buffer before the walker bypasses it."""
+
+
+class _Source:
+    """File-like view of the input for ``msgpack.Unpacker``; ``seek_past`` skips payloads."""
+
+    __slots__ = ("fed", "view")
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.fed = 0
+
+    def read(self, size: int) -> bytes:
+        start = self.fed
+        self.fed = min(len(self.view), start + size)
+        return self.view[start : self.fed].tobytes()  # msgpack wants bytes; <= READ_CHUNK
 
 
 class _Reader:
-    """A streaming Unpacker fed on demand, so that bin payloads walked by :func:`_walk` are never
-    copied: the walker handles a bin itself and the unpacker never sees its bytes.
-
-    ``removed`` counts the bytes bypassed that way, hence absolute position = tell() + removed.
+    """A streaming Unpacker over a :class:`_Source`, plus zero-copy handling of bin payloads:
+    :meth:`bin_slice` returns a payload as a view of the input and makes the unpacker skip it
+    without ever reading it. ``removed`` counts the bytes bypassed that way, hence the absolute
+    position is ``tell() + removed``. (No reference cycle: the unpacker only knows the source.)
     """
 
-    __slots__ = ("fed", "n", "removed", "unpacker", "view")
+    __slots__ = ("n", "removed", "source", "unpacker", "view")
 
     def __init__(self, view: memoryview) -> None:
         self.view = view
         self.n = n = len(view)
-        self.fed = self.removed = 0
+        self.removed = 0
+        self.source = _Source(view)
         containers = min(n, MAX_CONTAINER_LEN)
         self.unpacker = msgpack.Unpacker(
-            None,
+            self.source,
+            read_size=min(n, READ_CHUNK),
             raw=False,
             use_list=False,
             strict_map_key=True,
             max_buffer_size=n,
-            read_size=min(n, 8 * FEED_CHUNK),  # the default (n) would malloc n bytes up front
             max_str_len=n,
             max_bin_len=n,
             max_ext_len=n,
@@ -784,19 +824,6 @@ class _Reader:
             raise msgpack.OutOfData
         return self.view[pos]
 
-    def call(self, op: Callable[[], Any]) -> Any:
-        """Run an unpacker operation, feeding more input while it runs out of data."""
-        chunk = FEED_CHUNK
-        while True:
-            try:
-                return op()
-            except msgpack.OutOfData:
-                if self.fed >= self.n:
-                    raise
-                end = min(self.n, self.fed + chunk)
-                self.unpacker.feed(self.view[self.fed : end])
-                self.fed, chunk = end, chunk * 2
-
     def bin_slice(self, header_len: int) -> memoryview:
         """Consume the bin value at the current position; return its payload as a view."""
         pos = self.pos()
@@ -806,13 +833,14 @@ class _Reader:
         end = start + int.from_bytes(self.view[pos + 1 : start], "big")
         if end > self.n:
             raise msgpack.OutOfData
-        if self.fed >= end:  # already fed entirely (a small bin): consume it
+        fed = self.source.fed
+        if fed >= end:  # already buffered entirely (a small bin): consume it
             self.unpacker.read_bytes(end - pos)
-        else:  # drop the part already fed, bypass the rest
-            if self.fed > pos:
-                self.unpacker.read_bytes(self.fed - pos)
-            self.removed += end - self.fed
-            self.fed = end
+        else:  # drop the buffered part, bypass the rest
+            if fed > pos:
+                self.unpacker.read_bytes(fed - pos)
+            self.removed += end - fed
+            self.source.fed = end
         return self.view[start:end]
 
 
@@ -821,27 +849,27 @@ def _read_body(view: memoryview) -> tuple[_ClassCodec, int, dict[str, Any]]:
     if not view or view[0] not in _MAP_HEAD:
         raise DecodeError("malformed", "a message body must be one msgpack map")
     peeked = _peek_tag(view)
-    if peeked is not None and not peeked[0].has_array:
+    if peeked is not None and (not peeked[0].has_array or len(view) < ZERO_COPY_MIN_SIZE):
         return _read_flat(view, *peeked)
     reader = _Reader(view)
     unpacker = reader.unpacker
-    count = _container_len(reader.call(unpacker.read_map_header))
+    count = _container_len(unpacker.read_map_header())
     codec: _ClassCodec | None = None
     entries: dict[str, Any] = {}
     for _ in range(count):
-        key = reader.call(unpacker.unpack)
+        key = unpacker.unpack()
         if type(key) is not str or key in entries:
             raise DecodeError("malformed", f"top-level key {key!r} is not a str or is repeated")
         field = codec.table.get(key) if codec is not None else None
         if key == TAG_KEY:
-            codec = _codec_for_tag(reader.call(unpacker.unpack))
+            codec = _codec_for_tag(unpacker.unpack())
             entries[key] = codec.tag
         elif codec is None or (field is not None and field.has_array):
             entries[key] = _walk(reader, 1)  # array-aware (or the tag is not known yet)
         elif field is not None or key == VERSION_KEY:
-            entries[key] = reader.call(unpacker.unpack)
-        else:
-            reader.call(unpacker.skip)  # unknown key: tolerated (additive evolution)
+            entries[key] = unpacker.unpack()
+        else:  # unknown key: tolerated (additive evolution), but validated like _read_flat does
+            unpacker.unpack()
             entries[key] = None
     if reader.pos() != reader.n:
         raise DecodeError("malformed", f"{reader.n - reader.pos()} trailing bytes after the body")
@@ -864,17 +892,17 @@ def _walk(reader: _Reader, depth: int) -> Any:
     if header_len is not None:
         return reader.bin_slice(header_len)
     if head not in _MAP_HEAD and head not in _ARRAY_HEAD:
-        return reader.call(reader.unpacker.unpack)
-    if depth > MAX_DEPTH:
-        raise DecodeError("malformed", f"containers nested deeper than {MAX_DEPTH}")
+        return reader.unpacker.unpack()
+    if depth > MAX_DEPTH:  # no legitimate layout gets here; let msgpack's C stack bound it
+        return reader.unpacker.unpack()
     if head in _ARRAY_HEAD:
-        count = _container_len(reader.call(reader.unpacker.read_array_header))
+        count = _container_len(reader.unpacker.read_array_header())
         return tuple([_walk(reader, depth + 1) for _ in range(count)])
-    count = _container_len(reader.call(reader.unpacker.read_map_header))
+    count = _container_len(reader.unpacker.read_map_header())
     out = {}
     for _ in range(count):
-        key = reader.call(reader.unpacker.unpack)
-        if type(key) is not str:
+        key = reader.unpacker.unpack()
+        if type(key) is not str and type(key) is not bytes:  # as strict_map_key
             raise DecodeError("malformed", f"map key {key!r} is not a str")
         out[key] = _walk(reader, depth + 1)
     return out

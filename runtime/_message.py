@@ -258,6 +258,11 @@ class Message:
     construction (that would cost on every hot-path message); the codec validates on encode and
     decode. Numpy array fields should be marked read-only by the producer
     (``array.flags.writeable = False``): a frozen dataclass cannot freeze an array's contents.
+
+    The generated ``__eq__`` compares fields as a tuple, so comparing two messages whose array
+    fields are distinct objects raises numpy's "truth value of an array is ambiguous" error;
+    compare such fields with ``np.array_equal``. Messages with array or dict fields are
+    unhashable for the same reason.
     """
 
     __slots__ = ()

@@ -18,3 +18,6 @@ from ._actors import Crasher as Crasher
 from ._actors import Relay as Relay
 
 __all__ += ["JOURNAL", "Collector", "Count", "CounterSource", "Crasher", "Relay"]
+from ._strategies import message_strategy as message_strategy
+
+__all__ += ["message_strategy"]

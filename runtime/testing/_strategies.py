@@ -38,8 +38,11 @@ MAX_ARRAY_DIMS = 3
 """Most generated array dimensions (0-d arrays included)."""
 
 
-def message_strategy(cls: type[Message]) -> SearchStrategy[Message]:
+def message_strategy(cls: type[Message], **fields: SearchStrategy[Any]) -> SearchStrategy[Message]:
     """A strategy producing valid instances of the registered message class ``cls``.
+
+    ``fields`` overrides the strategy of individual fields by name, e.g.
+    ``message_strategy(EpisodeControl, command=st.sampled_from(["start", "save"]))``.
 
     Every field is generated, including those with defaults, so defaults do not hide bugs.
     Draws rejected by the class's ``__post_init__`` (ValueError/TypeError) are filtered out; a
@@ -47,8 +50,11 @@ def message_strategy(cls: type[Message]) -> SearchStrategy[Message]:
     """
     from hypothesis import strategies as st
 
-    fields = {plan.name: field_strategy(plan.type) for plan in cls.__rtrun_fields__}
-    return st.fixed_dictionaries(fields).map(lambda kwargs: _build(cls, kwargs)).filter(_built)
+    unknown = set(fields) - {plan.name for plan in cls.__rtrun_fields__}
+    if unknown:
+        raise TypeError(f"{cls.__qualname__} has no field(s) {sorted(unknown)}")
+    strategies = {p.name: fields.get(p.name) or field_strategy(p.type) for p in cls.__rtrun_fields__}
+    return st.fixed_dictionaries(strategies).map(lambda kwargs: _build(cls, kwargs)).filter(_built)
 
 
 _REJECTED = object()
