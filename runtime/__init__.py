@@ -14,6 +14,7 @@ from ._channel import Policy as Policy
 from ._channel import ReceivePort as ReceivePort
 from ._channel import SendPort as SendPort
 from ._channel import open_channel as open_channel
+from ._clock import ClockError as ClockError
 from ._clock import Tick as Tick
 from ._clock import Ticker as Ticker
 from ._clock import TickerStatistics as TickerStatistics
@@ -76,6 +77,7 @@ __all__ = [
     "ChannelStatistics",
     "ChildSpec",
     "ChildStatus",
+    "ClockError",
     "CodecError",
     "CompiledGraph",
     "DecodeError",

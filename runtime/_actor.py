@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar, final
 import anyio
 from anyio import CancelScope, CapacityLimiter
 
-from ._channel import ReceivePort, open_channel
+from ._channel import ReceivePort
 from ._errors import ActorError, ActorStateError
 from ._ports import Input, Output, OutputPort
 
@@ -141,6 +141,7 @@ class ActorContext(Generic[P]):
         inputs: Mapping[str, ReceivePort[Any]] | None = None,
         outputs: Mapping[str, OutputPort[Any]] | None = None,
         logger: logging.Logger | None = None,
+        connected: frozenset[str] | None = None,
     ) -> None:
         self.id = id
         """The actor id from the graph."""
@@ -149,6 +150,7 @@ class ActorContext(Generic[P]):
         self.log = logger or logging.getLogger(f"rtrun.actor.{id}")
         """Logger named ``rtrun.actor.<id>``."""
         self._inputs = dict(inputs or {})
+        self._connected = frozenset(self._inputs) if connected is None else connected
         self._outputs = dict(outputs or {})
         self._status: dict[str, Any] = {}
         self._limiter = CapacityLimiter(1)
@@ -159,7 +161,8 @@ class ActorContext(Generic[P]):
     def input(self, name: str) -> ReceivePort[Any]:
         """The receive port of input ``name``.
 
-        An optional input left unconnected yields a port that is already at end-of-stream.
+        An optional input left unconnected yields a port that never receives anything (unless
+        the embedding app feeds it with ``graph.sender``) until the graph stops.
         """
         try:
             return self._inputs[name]
@@ -169,9 +172,8 @@ class ActorContext(Generic[P]):
             ) from None
 
     def has_input(self, name: str) -> bool:
-        """Whether input ``name`` is connected to a source in the graph."""
-        port = self._inputs.get(name)
-        return port is not None and port.statistics().open_send_ports > 0
+        """Whether input ``name`` is fed by a source in the graph or declared ``external``."""
+        return name in self._connected
 
     def output(self, name: str) -> OutputPort[Any]:
         """The send port of output ``name`` (fans out to every connected input)."""
@@ -229,9 +231,3 @@ class ActorContext(Generic[P]):
         for scope in list(self._cleanup_scopes):
             scope.cancel()
 
-
-def unconnected_input() -> ReceivePort[Any]:
-    """A receive port with no sender: ``receive()`` raises ``EndOfStream`` at once."""
-    send, receive = open_channel(0)
-    send.close()
-    return receive

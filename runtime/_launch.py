@@ -109,10 +109,15 @@ class GraphStatus:
 
     @property
     def dropped(self) -> int:
-        """Total drops over every input channel and output port."""
+        """Messages lost on their way: drops in every channel and output, except ``unconnected``."""
         ins = sum(s.dropped_total for a in self.actors for s in a.inputs.values())
-        outs = sum(sum(o.dropped.values()) for a in self.actors for o in a.outputs.values())
+        outs = sum(n for a in self.actors for o in a.outputs.values() for r, n in o.dropped.items() if r != "unconnected")
         return ins + outs
+
+    @property
+    def unconnected(self) -> int:
+        """Messages sent on outputs that feed nothing (by design, e.g. an unused camera)."""
+        return sum(o.dropped.get("unconnected", 0) for a in self.actors for o in a.outputs.values())
 
 
 def _kind_name(actor: CompiledActor) -> str:
@@ -169,7 +174,12 @@ class Graph:
             self._input_senders[f"{actor.spec.id}/{name}"] = send
             inputs[name] = receive
         outputs = {name: OutputPort[Any](name, []) for name in actor.cls.outputs}
-        return ActorContext(id=actor.spec.id, params=actor.params, inputs=inputs, outputs=outputs)
+        connected = frozenset(
+            name for name, spec in actor.spec.inputs.items() if spec.source is not None or spec.external
+        )
+        return ActorContext(
+            id=actor.spec.id, params=actor.params, inputs=inputs, outputs=outputs, connected=connected
+        )
 
     def _make_supervisor(self, spec: SupervisorSpec) -> Supervisor:
         actors, subs = self.compiled.supervisor_children(spec.id)

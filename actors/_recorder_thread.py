@@ -1,0 +1,188 @@
+"""The recorder's writer thread: owns a ``DatasetWriter`` off the event loop (issue 7).
+
+Theory of operation
+-------------------
+``RecorderActor`` (``recorder.py``) never calls the writer itself: it queues commands --
+``("row", row, images, task)``, ``("start", task)``, ``("save", dropped)``,
+``("discard", dropped)``, ``("close", save, dropped)`` -- for one dedicated thread that applies
+them in order. The queue is bounded by counting, not by blocking: the event loop counts what it
+submitted, the thread counts what it consumed (each counter has one writer, so no lock), and
+:meth:`WriterThread.submit_row` refuses a row when ``capacity`` rows are pending -- the caller
+drops and counts it. Episode commands are bounded the same way (:data:`CONTROL_BACKLOG`).
+
+The thread publishes a :class:`WriterSnapshot` after every command (one attribute assignment,
+atomic under the GIL) for the actor's status. A writer exception ends the thread; it is kept in
+:attr:`WriterThread.error` for the actor to raise (the supervisor decides about a restart). The
+thread always closes the writer on exit, which discards an unsaved episode and releases the
+dataset lock so a restarted recorder can reopen it.
+
+Design decision: a thread, not a process. Encoding (PyAV/FFmpeg) releases the GIL for most of
+its work, and a process would need a pickle-free frame transport (shared memory) for 55 MB/s of
+images. The residual GIL/CPU contention is measured by ``benchmarks/recorder.py``; a graph that
+needs a stricter control loop places the recorder on its own host (process).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._dataset_writer import DatasetWriter
+
+__all__ = ["CONTROL_BACKLOG", "WriterSnapshot", "WriterThread"]
+
+CONTROL_BACKLOG = 16
+"""Episode commands waiting for the writer thread; more means a stuck writer (rejected, counted)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriterSnapshot:
+    """What the writer thread last reported (read by the event loop for the status)."""
+
+    episodes: int
+    """Episodes in the dataset."""
+    frames: int
+    """Rows in the dataset."""
+    recording: int | None = None
+    """Episode the writer is recording, or None."""
+    episode_frames: int = 0
+    """Rows accepted by the writer in that episode."""
+    episode_dropped: int = 0
+    """Rows the writer dropped in that episode (an encoder queue was full)."""
+    last_episode: dict[str, Any] | None = None
+    """Summary of the last episode saved or discarded by this run."""
+
+
+class WriterThread:
+    """Owns the :class:`DatasetWriter` in one dedicated thread, fed by a bounded command queue.
+
+    The loop side only calls :meth:`submit_row`/:meth:`submit`/:meth:`pending_rows`; the
+    in/out counters are each written by one thread, so no lock is needed to bound the queue.
+    """
+
+    def __init__(self, writer: DatasetWriter, *, capacity: int, name: str) -> None:
+        self._writer = writer
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._capacity = capacity
+        self._rows_in = self._rows_out = self._cmds_in = self._cmds_out = 0
+        self._task = ""
+        self.error: BaseException | None = None
+        self.snapshot = WriterSnapshot(episodes=writer.total_episodes, frames=writer.total_frames)
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def pending_rows(self) -> int:
+        """Rows submitted and not yet handed to the writer."""
+        return self._rows_in - self._rows_out
+
+    def submit_row(self, row: dict[str, Any], images: dict[str, np.ndarray], task: str) -> bool:
+        """Queue one row; False (nothing queued) when :attr:`capacity` rows are pending."""
+        if self.pending_rows() >= self._capacity:
+            return False
+        self._rows_in += 1
+        self._queue.put(("row", row, images, task))
+        return True
+
+    def submit(self, *command: Any) -> bool:
+        """Queue an episode command (``start``, ``save``, ``discard``, ``close``); False if backlogged."""
+        if command[0] != "close" and self._cmds_in - self._cmds_out >= CONTROL_BACKLOG:
+            return False
+        self._cmds_in += 1
+        self._queue.put(command)
+        return True
+
+    def join(self, timeout: float) -> bool:
+        """Wait (blocking) for the thread to end; True if it did."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # ---------------------------------------------------------------- thread side
+
+    def _serve(self) -> None:
+        writer = self._writer
+        _best_effort_scheduling()
+        try:
+            while True:
+                command = self._queue.get()
+                try:
+                    if command[0] == "close":
+                        self._end_episode(save=command[1], dropped=command[2])
+                        return
+                    self._handle(command)
+                finally:
+                    if command[0] == "row":
+                        self._rows_out += 1
+                    else:
+                        self._cmds_out += 1
+                self._publish()
+        except BaseException as exc:  # reported to the event loop, which raises it
+            self.error = exc
+        finally:
+            try:
+                writer.close()  # discards an unsaved episode, releases the dataset lock
+            except Exception as exc:  # reported like any other writer failure
+                self.error = self.error or exc
+
+    def _handle(self, command: tuple[Any, ...]) -> None:
+        kind, *args = command
+        if kind == "row":
+            row, images, task = args
+            if task != self._task:
+                self._writer.set_task(task)
+                self._task = task
+            self._writer.add_frame(row, images)  # False: dropped, counted by the writer
+        elif kind == "start":
+            self._task = args[0]
+            self._writer.start_episode(args[0])
+        elif kind == "save":
+            self._end_episode(save=True, dropped=args[0])
+        elif kind == "discard":
+            self._end_episode(save=False, dropped=args[0])
+
+    def _end_episode(self, *, save: bool, dropped: int) -> None:
+        stats = self._writer.statistics()
+        if stats.recording is None:
+            return
+        summary: dict[str, Any] = {
+            "index": stats.recording,
+            "frames": stats.episode_frames,
+            "dropped": stats.episode_dropped + dropped,
+        }
+        if save and stats.episode_frames > 0:
+            t0 = time.perf_counter()
+            self._writer.save_episode()
+            summary.update(saved=True, save_s=round(time.perf_counter() - t0, 3))
+        else:
+            self._writer.discard_episode()
+            summary.update(saved=False)
+        self.snapshot = WriterSnapshot(
+            episodes=self._writer.total_episodes, frames=self._writer.total_frames, last_episode=summary
+        )
+
+    def _publish(self) -> None:
+        s = self._writer.statistics()
+        self.snapshot = WriterSnapshot(
+            episodes=s.episodes,
+            frames=s.frames,
+            recording=s.recording,
+            episode_frames=s.episode_frames,
+            episode_dropped=s.episode_dropped,
+            last_episode=self.snapshot.last_episode,
+        )
+
+
+def _best_effort_scheduling() -> None:
+    """Run the calling thread (and the encoder threads it creates, which inherit it) under the
+    normal time-sharing policy even when the process was started real-time (``chrt -f 50 rtrun
+    run ...``): a real-time control loop must not compete with video encoding at equal priority.
+    No-op where the OS has no such API or the thread already time-shares."""
+    if not hasattr(os, "sched_getscheduler"):
+        return
+    if os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))

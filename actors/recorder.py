@@ -1,0 +1,640 @@
+"""The ``recorder`` actor: records a graph's streams as LeRobotDataset v3 episodes (issue 7).
+
+Graph snippet (see ``docs/recording-actor.md``)::
+
+    [[actor]]
+    id = "recorder"
+    kind = "rtrun.actors.recorder:RecorderActor"      # short name "recorder" once registered
+    params = { root = "datasets/demo", fps = 30, record = ["state", "action", "cam0"] }
+    inputs.state = "arm/state"                        # JointState  -> observation.state
+    inputs.action = "arm/executed"                    # JointCommand -> action
+    inputs.cam0 = "front/frames"                      # Frame -> observation.images.<camera id>
+    inputs.control = { source = "pedal/episode", capacity = 8, policy = "drop_oldest" }
+
+Theory of operation
+-------------------
+*Inputs.* Inputs are declared statically on a kind, so the recorder declares a fixed set:
+``state`` (JointState), ``action`` (JointCommand), ``cam0``..``cam3`` (Frame), ``intervention``
+(Flag) and ``control`` (EpisodeControl). ``params.record`` lists the ones to record (the kernel
+cannot tell an unconnected input from a connected one: ``ActorContext.has_input`` is True for
+both). Feature keys default to ``observation.state``, ``action``,
+``observation.images.<Frame.camera>`` and ``intervention``; ``params.features`` overrides them.
+At start the recorder waits for the first message of every recorded stream to learn the joint
+names and image sizes, builds the feature spec, then creates the dataset or resumes it
+(``DatasetWriter.open`` refuses different features with ``FeatureMismatchError``, which fails
+the start). Only then does it report ready.
+
+*Alignment.* Every sample is stamped with its capture time (``Frame.t_capture``,
+``JointState.t_read``, ``JointCommand.t_issued``); arrival times and nominal rates are never
+used. An episode started at ``t0`` has grid ticks ``t0 + k / fps``; ``FrameAligner`` gives each
+tick the latest sample of every stream captured at or before it, if at most
+``tolerance_frames / fps`` old (default 2 frames); a tick with a stale stream produces no row and
+is counted (``skipped``). The newest sample of each stream seen *before* the start is offered
+to the episode so tick 0 is not lost. Real capture times go to the ``capture_time`` column
+(seconds since ``t0``, one value per aligned stream). The intervention flag is not aligned: a
+row takes the last flag value set at or before its tick (False before any flag).
+
+*Off the event loop.* The writer (PyAV encoding, parquet, fsync) lives in one dedicated thread
+owned by this actor, fed through a command queue (``_recorder_thread.py``). Rows are bounded (``pipeline_rows``): when
+the thread falls behind (a slow save, a slow disk), new rows are **dropped on the event-loop
+side, counted** per episode and in ``dropped_total``; the writer drops rows itself when an
+encoder queue is full (``encoder_queue``), counted too. Nothing on the event loop ever waits
+for the writer, so control actors in the same process are only affected through CPU and GIL
+load. Control commands are bounded too (:data:`CONTROL_BACKLOG`).
+
+*Episodes.* ``EpisodeControl`` messages on ``control``: ``start`` (task optional), ``save``,
+``discard``, ``set_task`` (changes the task of the following ticks, or of the next episode when
+idle), ``reset`` (discard the current episode, if any: re-record). ``episode >= 0`` in a
+``save``/``discard`` must name the current episode. Commands that do not fit the state (``save``
+while idle, ``start`` while recording) are rejected: logged and counted (``control_rejected``),
+never fatal. ``save`` waits ``settle_s`` so late samples still reach the last ticks, then queues
+the episode for the writer. With ``auto_episode_s > 0`` episodes start at startup and are saved
+every ``auto_episode_s`` seconds, ``auto_reset_s`` apart, up to ``max_episodes``.
+
+*Crash safety.* The writer publishes each episode through a redo journal
+(``_dataset_commit.py``): after a SIGKILL every saved episode loads; on the next start
+``DatasetWriter.open`` rolls a committed save forward or **discards** the partial episode, and
+the recorder reports it (status ``recovered``, a warning). On a graceful stop the current
+episode is saved (``on_stop = "save"``) or discarded; after a failure it is discarded.
+
+Design decisions (the issue is silent):
+- An episode with no complete row is discarded, not saved (LeRobot needs >= 1 frame).
+- The episode index is predicted on the loop side (dataset total + saves queued) so control
+  messages can be checked at once; the writer thread is authoritative (status ``episodes``).
+- A writer failure (encoder crash, disk full) fails the actor; the supervisor restarts it and
+  the restart resumes the dataset (waiting up to :data:`LOCK_WAIT_S` for the old thread).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import numpy as np
+from anyio.abc import TaskStatus
+from rtrun import Actor, ActorContext, ActorError, Input, Ticker
+
+from ._dataset_layout import DatasetLockedError
+from ._dataset_video import VideoOptions
+from ._dataset_writer import DatasetWriter
+from ._frame_align import CAPTURE_TIME_KEY, FrameAligner, capture_time_feature
+from ._recorder_thread import WriterThread
+from .messages import EpisodeControl, Flag, Frame, JointCommand, JointState
+
+__all__ = ["RecorderActor", "RecorderError", "RecorderParams"]
+
+CAMERA_INPUTS = ("cam0", "cam1", "cam2", "cam3")
+"""Camera inputs; four covers bimanual setups (two wrists + two scene cameras)."""
+ALIGNED_INPUTS = ("state", "action", *CAMERA_INPUTS)
+"""Inputs put on the fps grid."""
+DEFAULT_KEYS = {"state": "observation.state", "action": "action", "intervention": "intervention"}
+"""Default feature key per input (LeRobot's names); cameras: ``observation.images.<camera>``."""
+PIPELINE_ROWS = 60
+"""Rows waiting for the writer thread: 2 s at 30 fps, longer than a typical ``save_episode`` of
+the previous episode (0.6 s for 10 s of two 640x480 cameras, docs/recording.md)."""
+LOCK_WAIT_S = 10.0
+"""How long a (re)start waits for a previous instance's thread to release the dataset."""
+SHUTDOWN_BUDGET_S = 30.0
+"""Upper bound for saving the current episode on a graceful stop (the graph's
+``shutdown_timeout_s`` of the recorder, default 5 s, usually cuts it first: raise it)."""
+FLAG_HISTORY = 256
+"""Intervention flag changes kept (a pedal changes a few times per second at most)."""
+
+
+class RecorderError(ActorError):
+    """The recorder cannot record as configured (the message names the rule broken)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecorderParams:
+    """Parameters of the ``recorder`` kind."""
+
+    root: str
+    """Dataset folder (created if absent, resumed if it holds a dataset)."""
+    fps: int = 30
+    """Dataset frame rate: the grid rows are assembled on."""
+    record: tuple[str, ...] = ("state", "action")
+    """Inputs to record: any of state, action, cam0..cam3 (aligned) and intervention."""
+    features: dict[str, str] = field(default_factory=dict)
+    """Feature key per input, overriding the defaults (e.g. ``{cam0 = "observation.images.top"}``)."""
+    robot_type: str | None = None
+    """``robot_type`` stored in info.json when the dataset is created."""
+    task: str = "record"
+    """Task of episodes started without one (auto mode, ``start`` with an empty task)."""
+    auto_episode_s: float = 0.0
+    """> 0: auto-episode mode, an episode is saved every this many seconds. 0: control only."""
+    auto_reset_s: float = 0.0
+    """Auto mode: pause between the end of an episode and the start of the next."""
+    max_episodes: int = 0
+    """Auto mode: stop starting episodes after this many saves in this run (0: unlimited)."""
+    on_stop: Literal["save", "discard"] = "save"
+    """What a graceful stop does with the episode being recorded."""
+    resume: bool = True
+    """Append to an existing dataset at ``root``; False refuses to touch one."""
+    capture_times: bool = True
+    """Store real capture times in the ``capture_time`` column."""
+    tolerance_frames: float = 2.0
+    """A sample serves a tick while at most this many dataset frames old."""
+    tolerance_s: dict[str, float] = field(default_factory=dict)
+    """Per-input tolerance in seconds, overriding ``tolerance_frames`` (e.g. a 10 Hz action)."""
+    settle_s: float = 0.1
+    """Delivery-latency allowance: a tick is final this long after it (or once every stream
+    delivered a later sample); ``save`` waits this long for late samples."""
+    probe_timeout_s: float = 10.0
+    """At start, wait at most this long for the first message of each recorded input."""
+    codec: str = "libx264"
+    """Video encoder (``libx264``, ``libsvtav1``, ``h264_nvenc``...)."""
+    pix_fmt: str = "yuv420p"
+    """Video pixel format."""
+    crf: int | None = 30
+    """Video quality (lower is better); None: encoder default."""
+    gop: int = 2
+    """Keyframe interval in frames (LeRobot's default 2)."""
+    preset: str | None = "veryfast"
+    """Encoder speed preset."""
+    video_threads: int = 1
+    """Encoder threads per camera (1 bounds each camera to one core)."""
+    encoder_queue: int = 30
+    """Images buffered per camera encoder before rows are dropped."""
+    pipeline_rows: int = PIPELINE_ROWS
+    """Rows buffered between the event loop and the writer thread before rows are dropped."""
+
+    def __post_init__(self) -> None:
+        allowed = (*ALIGNED_INPUTS, "intervention")
+        bad = [r for r in self.record if r not in allowed]
+        if bad or len(set(self.record)) != len(self.record):
+            raise ValueError(f"record must list distinct inputs among {allowed}, got {list(self.record)}")
+        if not any(r in ALIGNED_INPUTS for r in self.record):
+            raise ValueError("record must contain at least one of state, action, cam0..cam3")
+        if unknown := sorted(set(self.features) - set(self.record)):
+            raise ValueError(f"features names inputs that are not recorded: {unknown}")
+        if self.fps <= 0 or self.pipeline_rows < 1 or self.encoder_queue < 1:
+            raise ValueError("fps, pipeline_rows and encoder_queue must be >= 1")
+        if min(self.auto_episode_s, self.auto_reset_s, self.settle_s, self.max_episodes) < 0:
+            raise ValueError("auto_episode_s, auto_reset_s, settle_s and max_episodes must be >= 0")
+
+    def video_options(self) -> VideoOptions:
+        """The encoder settings these parameters describe."""
+        return VideoOptions(
+            codec=self.codec,
+            pix_fmt=self.pix_fmt,
+            crf=self.crf,
+            gop=self.gop,
+            preset=self.preset,
+            threads=self.video_threads,
+        )
+
+
+# ------------------------------------------------------------------------------- streams
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Stream:
+    """One aligned input: its feature key and what its samples look like."""
+
+    input: str
+    key: str
+    names: tuple[str, ...] = ()  # joints, in feature order
+    shape: tuple[int, ...] = ()  # frames (H, W, 3)
+
+    @property
+    def is_video(self) -> bool:
+        return bool(self.shape)
+
+    def feature(self) -> dict[str, Any]:
+        if self.is_video:
+            return {"dtype": "video", "shape": list(self.shape), "names": ["height", "width", "channels"]}
+        return {"dtype": "float32", "shape": [len(self.names)], "names": list(self.names)}
+
+    def sample(self, msg: object) -> tuple[float, np.ndarray] | None:
+        """``(capture time, value)`` of a message, or None when it does not fit the feature."""
+        if self.is_video:
+            if isinstance(msg, Frame) and msg.image.shape == self.shape:
+                return msg.t_capture, msg.image
+            return None
+        if isinstance(msg, JointState):
+            t = msg.t_read
+        elif isinstance(msg, JointCommand):
+            t = msg.t_issued
+        else:
+            return None
+        if msg.names == self.names:
+            return t, msg.position
+        index = {n: i for i, n in enumerate(msg.names)}
+        if not all(n in index for n in self.names):
+            return None
+        return t, np.asarray(msg.position)[[index[n] for n in self.names]]
+
+
+def _probe_stream(name: str, key: str | None, msg: object) -> _Stream:
+    """Learn a stream's feature from its first message."""
+    if name in CAMERA_INPUTS:
+        if not isinstance(msg, Frame) or msg.image.ndim != 3 or msg.image.shape[2] != 3:
+            raise RecorderError(f"input {name!r} must carry H×W×3 Frame messages, got {msg!r:.80}")
+        return _Stream(input=name, key=key or f"observation.images.{msg.camera}", shape=msg.image.shape)
+    if not isinstance(msg, JointState | JointCommand):
+        raise RecorderError(f"input {name!r} must carry JointState/JointCommand, got {type(msg).__name__}")
+    return _Stream(input=name, key=key or DEFAULT_KEYS[name], names=tuple(msg.names))
+
+
+# ------------------------------------------------------------------------------- the actor
+
+
+@dataclass(slots=True, kw_only=True)
+class _Episode:
+    """Loop-side state of the episode being recorded."""
+
+    index: int
+    t0: float
+    aligner: FrameAligner
+    tasks: list[tuple[float, str]]  # (since, task), in time order
+    end: float = math.inf  # set by save: ticks after it are not recorded
+    rows: int = 0  # rows handed to the writer thread
+    dropped: int = 0  # rows dropped because the writer thread was behind
+
+    def task_at(self, t: float) -> str:
+        return next(task for since, task in reversed(self.tasks) if since <= t)
+
+
+class RecorderActor(Actor):
+    """Records the graph's cameras, joint states and actions as LeRobotDataset v3 episodes."""
+
+    inputs = {
+        "state": Input(JointState, required=False, doc="measured joints -> observation.state"),
+        "action": Input(JointCommand, required=False, doc="executed commands -> action"),
+        **{
+            cam: Input(Frame, required=False, doc="camera -> observation.images.<camera>")
+            for cam in CAMERA_INPUTS
+        },
+        "intervention": Input(Flag, required=False, doc="intervention flag -> intervention column"),
+        "control": Input(EpisodeControl, required=False, doc="start/save/discard/set_task/reset"),
+    }
+    Params = RecorderParams
+
+    def __init__(self) -> None:
+        self._streams: list[_Stream] = []
+        self._last: dict[str, tuple[float, np.ndarray]] = {}
+        self._flags: deque[tuple[float, bool]] = deque(maxlen=FLAG_HISTORY)
+        self._episode: _Episode | None = None
+        self._worker: WriterThread | None = None
+        self._lock = anyio.Lock()
+        self._changed = anyio.Event()
+        self._next_index = 0
+        self._task = ""
+        self._saves = 0
+        self._counts = {"dropped_total": 0, "control_rejected": 0, "rejected_samples": 0, "skipped_total": 0}
+        self._recovered: dict[str, Any] | None = None
+        self._keys: list[str] = []
+        self._capture_times = False
+        self._flag_key: str | None = None
+
+    async def run(self, ctx: ActorContext[RecorderParams], *, task_status: TaskStatus[None]) -> None:
+        """Probe the streams, open the dataset, then record until cancelled."""
+        p = ctx.params
+        self._task = p.task
+        graceful = False
+        try:
+            await self._probe(ctx)
+            await self._open(ctx)
+            async with anyio.create_task_group() as tg:
+                for stream in self._streams:
+                    tg.start_soon(self._receive_stream, ctx, stream)
+                tg.start_soon(self._receive_control, ctx)
+                if "intervention" in p.record:
+                    tg.start_soon(self._receive_flags, ctx)
+                tg.start_soon(self._tick_loop, ctx)
+                if p.auto_episode_s > 0:
+                    tg.start_soon(self._auto_loop, ctx)
+                self._publish_status(ctx)
+                task_status.started()
+        except anyio.get_cancelled_exc_class():
+            graceful = True
+            raise
+        finally:
+            with ctx.cleanup(SHUTDOWN_BUDGET_S):
+                await self._shutdown(ctx, save=graceful and p.on_stop == "save")
+
+    # ---------------------------------------------------------------- startup
+
+    async def _probe(self, ctx: ActorContext[RecorderParams]) -> None:
+        p = ctx.params
+        for name in (n for n in ALIGNED_INPUTS if n in p.record):
+            try:
+                with anyio.fail_after(p.probe_timeout_s):
+                    msg = await ctx.input(name).receive()
+            except TimeoutError:
+                raise RecorderError(
+                    f"recorder {ctx.id!r}: no message on input {name!r} within probe_timeout_s="
+                    f"{p.probe_timeout_s} s; record only connected, producing inputs"
+                ) from None
+            except anyio.EndOfStream:
+                raise RecorderError(
+                    f"recorder {ctx.id!r}: input {name!r} ended before its first message"
+                ) from None
+            stream = _probe_stream(name, p.features.get(name), msg)
+            self._streams.append(stream)
+            sample = stream.sample(msg)
+            if sample is not None:
+                self._last[stream.key] = sample
+        keys = [s.key for s in self._streams]
+        if len(set(keys)) != len(keys):
+            raise RecorderError(f"recorder {ctx.id!r}: two inputs map to the same feature key: {keys}")
+
+    def _features(self, p: RecorderParams) -> dict[str, dict[str, Any]]:
+        features = {s.key: s.feature() for s in self._streams}
+        if p.capture_times:
+            features[CAPTURE_TIME_KEY] = capture_time_feature([s.key for s in self._streams])
+        if "intervention" in p.record:
+            key = p.features.get("intervention", DEFAULT_KEYS["intervention"])
+            features[key] = {"dtype": "bool", "shape": [1], "names": None}
+        return features
+
+    async def _open(self, ctx: ActorContext[RecorderParams]) -> None:
+        p = ctx.params
+        features = self._features(p)
+        deadline = anyio.current_time() + LOCK_WAIT_S
+        while True:
+            try:
+                writer = await ctx.run_sync(_open_writer, p, features)
+                break
+            except DatasetLockedError:
+                if anyio.current_time() >= deadline:
+                    raise
+                await anyio.sleep(0.1)  # a previous instance's thread is still finishing
+        if not writer.recovery.clean:
+            r = writer.recovery
+            self._recovered = {
+                "discarded_episode": r.discarded_episode,
+                "rolled_forward_episode": r.rolled_forward_episode,
+            }
+            ctx.log.warning("dataset %s was not closed cleanly: %s", p.root, self._recovered)
+        self._next_index = writer.total_episodes
+        self._keys = [s.key for s in self._streams]
+        self._capture_times = p.capture_times
+        self._flag_key = (
+            p.features.get("intervention", DEFAULT_KEYS["intervention"])
+            if "intervention" in p.record
+            else None
+        )
+        self._worker = WriterThread(writer, capacity=p.pipeline_rows, name=f"rtrun-recorder-{ctx.id}")
+        ctx.log.info(
+            "recording to %s (%d episodes, %d frames): %s",
+            p.root,
+            writer.total_episodes,
+            writer.total_frames,
+            ", ".join(s.key for s in self._streams),
+        )
+
+    # ---------------------------------------------------------------- receiving
+
+    async def _receive_stream(self, ctx: ActorContext[RecorderParams], stream: _Stream) -> None:
+        async for msg in ctx.input(stream.input):
+            sample = stream.sample(msg)
+            if sample is None:
+                self._counts["rejected_samples"] += 1
+                if self._counts["rejected_samples"] == 1:
+                    ctx.log.warning(
+                        "input %r: message does not fit feature %r: %.120r", stream.input, stream.key, msg
+                    )
+                continue
+            self._last[stream.key] = sample
+            if self._episode is not None:
+                self._episode.aligner.push(stream.key, *sample)
+        ctx.log.info("input %r ended: its feature goes stale, ticks will be skipped", stream.input)
+
+    async def _receive_flags(self, ctx: ActorContext[RecorderParams]) -> None:
+        async for flag in ctx.input("intervention"):
+            self._flags.append((flag.t, bool(flag.value)))
+
+    async def _receive_control(self, ctx: ActorContext[RecorderParams]) -> None:
+        async for msg in ctx.input("control"):
+            await self.control(ctx, msg)
+
+    async def control(self, ctx: ActorContext[RecorderParams], msg: EpisodeControl) -> None:
+        """Apply one episode command (also used by the auto-episode loop)."""
+        ep = self._episode
+        if (
+            msg.command in ("save", "discard")
+            and msg.episode >= 0
+            and (ep is None or ep.index != msg.episode)
+        ):
+            return self._reject(ctx, msg, f"episode {msg.episode} is not being recorded")
+        if msg.command == "start":
+            await self._start(ctx, msg.task or self._task)
+        elif msg.command == "save":
+            await self._finish(ctx, save=True)
+        elif msg.command in ("discard", "reset"):
+            if ep is None and msg.command == "discard":
+                return self._reject(ctx, msg, "no episode is being recorded")
+            await self._finish(ctx, save=False)
+        elif msg.command == "set_task":
+            if not msg.task:
+                return self._reject(ctx, msg, "set_task needs a non-empty task")
+            self._task = msg.task
+            if ep is not None:
+                ep.tasks.append((anyio.current_time(), msg.task))
+        return None
+
+    def _reject(self, ctx: ActorContext[RecorderParams], what: object, why: str) -> None:
+        self._counts["control_rejected"] += 1
+        ctx.log.warning("ignored %s: %s", what, why)
+
+    # ---------------------------------------------------------------- episodes
+
+    async def _start(self, ctx: ActorContext[RecorderParams], task: str) -> None:
+        p = ctx.params
+        async with self._lock:
+            if self._episode is not None:
+                return self._reject(ctx, f"start {task!r}", "already recording")
+            assert self._worker is not None
+            if not self._worker.submit("start", task):
+                return self._reject(ctx, f"start {task!r}", "writer thread backlogged")
+            now = anyio.current_time()
+            default_age = p.tolerance_frames / p.fps
+            ages = {s.key: p.tolerance_s.get(s.input, default_age) for s in self._streams}
+            aligner = FrameAligner(
+                fps=p.fps,
+                streams=[s.key for s in self._streams],
+                start_time=now,
+                max_age_s=ages,
+                settle_s=p.settle_s,
+            )
+            for key, (t, value) in self._last.items():
+                aligner.push(key, t, value)
+            self._episode = _Episode(
+                index=self._next_index, t0=now, aligner=aligner, tasks=[(-math.inf, task)]
+            )
+            self._notify()
+            ctx.log.info("episode %d started: %r", self._next_index, task)
+        return None
+
+    async def _finish(self, ctx: ActorContext[RecorderParams], *, save: bool) -> None:
+        async with self._lock:
+            ep = self._episode
+            if ep is None:
+                if save:
+                    self._reject(ctx, "save", "no episode is being recorded")
+                return
+            ep.end = anyio.current_time()
+            if save:
+                await anyio.sleep_until(ep.end + ctx.params.settle_s)  # late samples still count
+            self._close_episode(ctx, ep, save=save)
+
+    def _close_episode(self, ctx: ActorContext[RecorderParams], ep: _Episode, *, save: bool) -> None:
+        """Flush the aligner up to ``ep.end`` and queue the save/discard (no await)."""
+        if save:
+            self._forward(ep, max(anyio.current_time(), ep.end + ctx.params.settle_s))
+        self._episode = None
+        self._notify()
+        keep = save and ep.rows > 0
+        assert self._worker is not None
+        if not self._worker.submit("save" if keep else "discard", ep.dropped):
+            raise RecorderError(f"writer thread backlogged: cannot queue the end of episode {ep.index}")
+        if keep:
+            self._next_index += 1
+            self._saves += 1
+        elif save:
+            ctx.log.warning("episode %d has no complete row (stale streams?): discarded", ep.index)
+        ctx.log.info(
+            "episode %d %s: %d rows, %d dropped, %d ticks skipped",
+            ep.index,
+            "saved" if keep else "discarded",
+            ep.rows,
+            ep.dropped,
+            ep.aligner.statistics().skipped_ticks,
+        )
+
+    def _forward(self, ep: _Episode, now: float) -> None:
+        """Hand the rows resolved by ``now`` (and not after ``ep.end``) to the writer thread."""
+        assert self._worker is not None
+        before = ep.aligner.statistics().skipped_ticks
+        for r in ep.aligner.poll(now):
+            if r.tick_time > ep.end:
+                continue
+            row: dict[str, Any] = {}
+            images: dict[str, np.ndarray] = {}
+            for s in self._streams:
+                (images if s.is_video else row)[s.key] = r.values[s.key]
+            if self._capture_times:
+                row[CAPTURE_TIME_KEY] = r.capture_offsets(self._keys, ep.t0)
+            if self._flag_key is not None:
+                row[self._flag_key] = [self._flag_at(r.tick_time)]
+            if self._worker.submit_row(row, images, ep.task_at(r.tick_time)):
+                ep.rows += 1
+            else:
+                ep.dropped += 1
+                self._counts["dropped_total"] += 1
+        self._counts["skipped_total"] += ep.aligner.statistics().skipped_ticks - before
+
+    def _flag_at(self, t: float) -> bool:
+        return next((v for tf, v in reversed(self._flags) if tf <= t), False)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    # ---------------------------------------------------------------- periodic work
+
+    async def _tick_loop(self, ctx: ActorContext[RecorderParams]) -> None:
+        p = ctx.params
+        async with Ticker(p.fps, mode="portable") as ticker:
+            async for _ in ticker:
+                self._check_worker()
+                if (ep := self._episode) is not None:
+                    self._forward(ep, anyio.current_time())
+                self._publish_status(ctx)
+
+    async def _auto_loop(self, ctx: ActorContext[RecorderParams]) -> None:
+        p = ctx.params
+        while p.max_episodes == 0 or self._saves < p.max_episodes:
+            ep = self._episode
+            if ep is None:
+                await self._start(ctx, self._task)
+                if self._episode is None:  # refused (writer backlogged): retry next frame
+                    await anyio.sleep(1 / p.fps)
+            elif ep.end < math.inf:  # being saved by a control message
+                await self._changed.wait()
+            elif (remaining := ep.t0 + p.auto_episode_s - anyio.current_time()) > 0:
+                with anyio.move_on_after(remaining):
+                    await self._changed.wait()  # woken early by a manual save/discard
+            else:
+                await self._finish(ctx, save=True)
+                if p.auto_reset_s > 0:
+                    await anyio.sleep(p.auto_reset_s)
+        ctx.log.info("auto-episode mode: %d episodes saved, max_episodes reached", self._saves)
+
+    def _check_worker(self) -> None:
+        worker = self._worker
+        if worker is not None and worker.error is not None:
+            raise RecorderError(f"dataset writer failed: {worker.error!r}") from worker.error
+
+    def _publish_status(self, ctx: ActorContext[RecorderParams]) -> None:
+        assert self._worker is not None
+        snap = self._worker.snapshot
+        ep = self._episode
+        state = "idle" if ep is None else ("saving" if ep.end < math.inf else "recording")
+        encoder_dropped = snap.episode_dropped if ep is not None and snap.recording == ep.index else 0
+        ctx.set_status(
+            state=state,
+            episode=ep.index if ep is not None else self._next_index,
+            rows=ep.rows - encoder_dropped if ep is not None else 0,
+            dropped=ep.dropped + encoder_dropped if ep is not None else 0,
+            skipped=ep.aligner.statistics().skipped_ticks if ep is not None else 0,
+            episodes=snap.episodes,
+            frames=snap.frames,
+            pending=self._worker.pending_rows(),
+            last_episode=snap.last_episode,
+            recovered=self._recovered,
+            **self._counts,
+        )
+
+    # ---------------------------------------------------------------- shutdown
+
+    async def _shutdown(self, ctx: ActorContext[RecorderParams], *, save: bool) -> None:
+        worker, ep = self._worker, self._episode
+        if worker is None:
+            return
+        dropped = 0
+        if ep is not None:
+            ep.end = min(ep.end, anyio.current_time())
+            if save and worker.error is None:
+                self._forward(ep, ep.end + ctx.params.settle_s)
+            dropped = ep.dropped
+            self._episode = None
+        keep = save and ep is not None and ep.rows > 0
+        worker.submit("close", keep, dropped)
+        if ep is not None:
+            ctx.log.info(
+                "stopping: episode %d %s (%d rows)", ep.index, "saved" if keep else "discarded", ep.rows
+            )
+        if not await anyio.to_thread.run_sync(worker.join, SHUTDOWN_BUDGET_S, abandon_on_cancel=True):
+            ctx.log.error("writer thread did not finish within %s s", SHUTDOWN_BUDGET_S)
+        self._publish_status(ctx)
+
+
+def _open_writer(p: RecorderParams, features: dict[str, dict[str, Any]]) -> DatasetWriter:
+    """Create or resume the dataset (blocking: runs in a worker thread)."""
+    root = Path(p.root)
+    options = p.video_options()
+    if not (root / "meta" / "info.json").is_file():
+        return DatasetWriter.create(
+            root,
+            fps=p.fps,
+            features=features,
+            robot_type=p.robot_type,
+            video_options=options,
+            encoder_queue_size=p.encoder_queue,
+        )
+    if not p.resume:
+        raise RecorderError(f"{root} already holds a dataset and resume = false: pick another root")
+    writer = DatasetWriter.open(
+        root, features=features, video_options=options, encoder_queue_size=p.encoder_queue
+    )
+    if writer.fps != p.fps:
+        writer.close()
+        raise RecorderError(f"{root} was recorded at {writer.fps} fps; cannot append at fps = {p.fps}")
+    return writer

@@ -1,0 +1,612 @@
+"""The ``rtc_merger`` actor: when to ask the policy for a chunk, and what to merge.
+
+Theory of operation
+-------------------
+The merger wraps :class:`rtrun.models.rtc.RequestPlanner` (self-clocking, one request in flight,
+latency tracker, episode/epoch/seq filters) and a fail-safe state machine, and does the I/O::
+
+    motor_bus ─JointState─▶ [state]  ┐
+    camera(s) ─Frame──────▶ [frames*]├─ latest observation ─┐
+    action_queue ─QueueStatus─▶ [queue] ─ snapshot ─▶ planner.poll ─▶ [requests] InferenceRequest
+    policy_worker ─InferenceReply─▶ [replies] ─▶ planner.on_reply ─▶ [merge] MergeChunk ─▶ action_queue
+
+* **Self-clocked requests.** Every :class:`QueueStatus` (one per policy step) is a snapshot;
+  when the queued playback is at most ``buffer_time_s``, nothing is in flight and the snapshot
+  acknowledges the last merge, a request goes out with the latest observation
+  (``observation.state`` from :class:`JointState`, ``observation.images.<camera>`` from each
+  :class:`Frame`; LeRobot feature names), the model-space prefix and the sent delay
+  ``ceil(max latency/dt)``. Observations older than ``max_observation_age_s`` are never sent.
+* **Replies** are filtered (other client, old epoch, old episode, not the request in flight)
+  and turned into a :class:`MergeChunk` trimmed by ``ceil(L/dt)`` of this cycle.
+* **Episodes.** The queue is the episode authority: when a status shows a newer episode the
+  planner resets to it (abandoning the request in flight; a late reply of the old episode is
+  dropped by both actors). The latency tracker survives resets.
+* **Fail-safe** (DESIGN §4): the table :data:`LINK_TRANSITIONS` below. Timeouts and error
+  replies count as failures; a reconnect attempt bumps the session epoch (late replies of the
+  old epoch are dropped) with exponential backoff; STREAMING again only at the next merge
+  (lerobot-rtc.md §12.8). ``DEAD`` — offline longer than ``max_offline_s`` or a contract
+  violation (observation features, action dimension or names) — raises
+  :class:`PolicyPathError`: the supervisor decides (restart or stop the graph). The control
+  tick lives in ``action_queue`` and never depends on any of this: it keeps its rate and its
+  fallback whatever the network does.
+
+Design decisions (the brief is silent)
+--------------------------------------
+* An error reply abandons the request at once (``planner.new_epoch()``, so any late answer is
+  dropped) instead of waiting for ``request_timeout_s`` as LeRobot's client does: a worker that
+  answered with an error will not answer again.
+* Cameras: the ``frames`` inputs (``frames``, ``frames_2`` … ``frames_4``) are slots; the camera
+  name comes from ``Frame.camera``. The kernel cannot tell an unconnected input from a connected
+  one (``ActorContext.has_input`` is True for both), so the ``cameras`` parameter lists the
+  camera ids whose fresh frames every request needs; frames of other cameras are sent when
+  fresh. Without it, a request could leave before the first frame and the worker would refuse
+  the observation (a contract violation: DEAD).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+import numpy as np
+import rtrun
+from anyio.abc import TaskStatus
+from rtrun.models.rtc import DroppedReply, PlannerConfig, RequestPlanner
+
+from ._diagnostics import ActionCoverage, RateLimiter
+from .messages import EpisodeControl, Frame, InferenceReply, InferenceRequest, JointState
+from .rtc_messages import CONTRACT_ERRORS, MergeChunk, QueueStatus, error_kind, readonly
+
+__all__ = [
+    "FRAME_INPUTS",
+    "LINK_TRANSITIONS",
+    "FailSafe",
+    "FailSafeConfig",
+    "LinkEvent",
+    "LinkState",
+    "ObservationBuilder",
+    "PolicyPathError",
+    "RTCMergerActor",
+    "RTCMergerParams",
+]
+
+FRAME_INPUTS: Final = ("frames", "frames_2", "frames_3", "frames_4")
+"""Camera input slots (one camera each; the name comes from ``Frame.camera``)."""
+
+
+STATUS_INTERVAL_S = 0.25
+"""Dashboard refresh period of ``ctx.set_status`` (the latency percentile costs ~0.3 ms)."""
+
+
+class PolicyPathError(rtrun.ActorError):
+    """The policy path is DEAD: offline too long, or the policy does not fit the robot."""
+
+
+# ------------------------------------------------------------------------- fail-safe table
+
+
+class LinkState(enum.Enum):
+    """Robot-side view of the policy link (DESIGN §4)."""
+
+    CONNECTING = "connecting"
+    """No chunk merged yet."""
+    STREAMING = "streaming"
+    """The last request was answered and merged."""
+    DEGRADED = "degraded"
+    """Requests fail, but the queue still has actions."""
+    STALLED = "stalled"
+    """Requests fail and the queue is empty or stale: the fallback applies."""
+    RECONNECTING = "reconnecting"
+    """Offline for ``reconnect_after_s``: retrying with backoff, a new epoch per attempt."""
+    DEAD = "dead"
+    """Offline longer than ``max_offline_s`` or a contract violation: the path stops."""
+
+
+class LinkEvent(enum.Enum):
+    """What the merger observed."""
+
+    MERGED = "merged"
+    """A reply was accepted and merged."""
+    FAILED_WITH_ACTIONS = "failed_with_actions"
+    """A request timed out or failed while the queue held actions."""
+    FAILED_EMPTY = "failed_empty"
+    """A request timed out or failed with an empty queue."""
+    QUEUE_EMPTY = "queue_empty"
+    """A queue status showed no queued action."""
+    OFFLINE = "offline"
+    """No merge for ``reconnect_after_s`` since the first failure."""
+    EXPIRED = "expired"
+    """No merge for more than ``max_offline_s`` since the first failure."""
+    VIOLATION = "violation"
+    """The policy does not fit the robot (observation features, action dimension or names)."""
+
+
+_S, _E = LinkState, LinkEvent
+
+
+def _row(**changes: LinkState) -> dict[LinkEvent, LinkState]:
+    return {_E[name.upper()]: state for name, state in changes.items()}
+
+
+LINK_TRANSITIONS: Final[Mapping[LinkState, Mapping[LinkEvent, LinkState]]] = {
+    _S.CONNECTING: _row(
+        merged=_S.STREAMING, failed_with_actions=_S.CONNECTING, failed_empty=_S.CONNECTING,
+        queue_empty=_S.CONNECTING, offline=_S.RECONNECTING, expired=_S.DEAD, violation=_S.DEAD,
+    ),
+    _S.STREAMING: _row(
+        merged=_S.STREAMING, failed_with_actions=_S.DEGRADED, failed_empty=_S.STALLED,
+        queue_empty=_S.STREAMING, offline=_S.RECONNECTING, expired=_S.DEAD, violation=_S.DEAD,
+    ),
+    _S.DEGRADED: _row(
+        merged=_S.STREAMING, failed_with_actions=_S.DEGRADED, failed_empty=_S.STALLED,
+        queue_empty=_S.STALLED, offline=_S.RECONNECTING, expired=_S.DEAD, violation=_S.DEAD,
+    ),
+    _S.STALLED: _row(
+        merged=_S.STREAMING, failed_with_actions=_S.STALLED, failed_empty=_S.STALLED,
+        queue_empty=_S.STALLED, offline=_S.RECONNECTING, expired=_S.DEAD, violation=_S.DEAD,
+    ),
+    _S.RECONNECTING: _row(
+        merged=_S.STREAMING, failed_with_actions=_S.RECONNECTING, failed_empty=_S.RECONNECTING,
+        queue_empty=_S.RECONNECTING, offline=_S.RECONNECTING, expired=_S.DEAD, violation=_S.DEAD,
+    ),
+    _S.DEAD: {event: _S.DEAD for event in LinkEvent},
+}  # fmt: skip
+"""``LINK_TRANSITIONS[state][event]`` is the next state; DEAD is terminal.
+
+STREAMING with an empty queue stays STREAMING (the policy is merely late: lerobot-rtc.md §9.5);
+the queue running dry only matters once requests fail. RECONNECTING leaves only on a merge."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailSafeConfig:
+    """Timings of the fail-safe (defaults: LeRobot's remote client, lerobot-rtc.md §9.1, §13)."""
+
+    reconnect_after_s: float = 10.0
+    """Offline this long (since the first failure) -> RECONNECTING (LeRobot: 2 × request timeout)."""
+    initial_backoff_s: float = 0.5
+    """First wait between reconnect attempts."""
+    max_backoff_s: float = 10.0
+    """Backoff cap (0.5, 1, 2, 4, 8, 10, 10 ... s)."""
+    max_offline_s: float = 60.0
+    """Offline longer than this -> DEAD."""
+
+
+class FailSafe:
+    """Sans-io fail-safe state machine over :data:`LINK_TRANSITIONS` (times are passed in)."""
+
+    def __init__(self, config: FailSafeConfig | None = None) -> None:
+        self.config = config or FailSafeConfig()
+        self.state = LinkState.CONNECTING
+        self.reason = ""
+        """Why the path is DEAD (empty otherwise)."""
+        self.offline_since: float | None = None
+        self.failures = 0
+        self.reconnects = 0
+        self._backoff = self.config.initial_backoff_s
+        self._next_attempt = math.inf
+
+    def handle(self, event: LinkEvent) -> LinkState:
+        """Apply ``event`` through the table; return the new state."""
+        self.state = LINK_TRANSITIONS[self.state][event]
+        return self.state
+
+    def on_merge(self) -> None:
+        """A reply was merged: online again."""
+        self.offline_since = None
+        self._backoff = self.config.initial_backoff_s
+        self._next_attempt = math.inf
+        self.handle(LinkEvent.MERGED)
+
+    def on_failure(self, now: float, queued_steps: int) -> None:
+        """A request timed out or came back with a (transient) error."""
+        self.failures += 1
+        if self.offline_since is None:
+            self.offline_since = now
+        self.handle(LinkEvent.FAILED_WITH_ACTIONS if queued_steps > 0 else LinkEvent.FAILED_EMPTY)
+
+    def on_queue(self, queued_steps: int) -> None:
+        """A queue status arrived."""
+        if queued_steps <= 0:
+            self.handle(LinkEvent.QUEUE_EMPTY)
+
+    def on_violation(self, reason: str) -> None:
+        """The policy does not fit the robot: DEAD."""
+        self.reason = reason
+        self.handle(LinkEvent.VIOLATION)
+
+    def poll(self, now: float) -> bool:
+        """Advance the offline timers; return True when a reconnect attempt is due now."""
+        if self.state is LinkState.DEAD or self.offline_since is None:
+            return False
+        offline = now - self.offline_since
+        if offline > self.config.max_offline_s:
+            self.reason = f"no chunk merged for {offline:.1f} s > max_offline_s={self.config.max_offline_s}"
+            self.handle(LinkEvent.EXPIRED)
+            return False
+        if offline >= self.config.reconnect_after_s and self.state is not LinkState.RECONNECTING:
+            self.handle(LinkEvent.OFFLINE)
+            self._next_attempt = now
+        if self.state is LinkState.RECONNECTING and now >= self._next_attempt:
+            self._next_attempt = now + self._backoff
+            self._backoff = min(2 * self._backoff, self.config.max_backoff_s)
+            self.reconnects += 1
+            return True
+        return False
+
+
+# --------------------------------------------------------------------------- observation
+
+
+@dataclass(kw_only=True)
+class ObservationBuilder:
+    """Keeps the latest state and frames; builds LeRobot-named observations (pure)."""
+
+    state_names: tuple[str, ...] = ()
+    """Joints (``JointState.names``) put in ``observation.state``, in this order; empty: all."""
+    max_age_s: float = 0.5
+    """Inputs older than this are not sent (a frozen camera must not drive the arm)."""
+    cameras: tuple[str, ...] = ()
+    """Camera ids (``Frame.camera``) that must have delivered a fresh frame."""
+    state: JointState | None = None
+    frames: dict[str, Frame] = field(default_factory=dict)
+    frame_times: dict[str, float] = field(default_factory=dict)
+    state_time: float = -math.inf
+
+    def on_state(self, msg: JointState, now: float) -> None:
+        """Remember the newest joint state (received at ``now``)."""
+        self.state, self.state_time = msg, now
+
+    def on_frame(self, msg: Frame, now: float) -> None:
+        """Remember the newest frame of its camera."""
+        self.frames[msg.camera] = msg
+        self.frame_times[msg.camera] = now
+
+    def missing(self, now: float) -> str | None:
+        """Why no observation can be sent now (``None`` when one can)."""
+        if self.state is None:
+            return "no_state"
+        if now - self.state_time > self.max_age_s:
+            return "stale_state"
+        if any(c not in self.frames for c in self.cameras):
+            return "no_frames"
+        if any(now - self.frame_times[c] > self.max_age_s for c in self.cameras):
+            return "stale_frames"
+        return None
+
+    def build(self, now: float) -> dict[str, np.ndarray]:
+        """``{"observation.state": ..., "observation.images.<camera>": ...}`` (read-only arrays)."""
+        assert self.state is not None
+        position = np.asarray(self.state.position, dtype=np.float32)
+        if self.state_names:
+            index = {n: i for i, n in enumerate(self.state.names)}
+            missing = [n for n in self.state_names if n not in index]
+            if missing:
+                raise PolicyPathError(
+                    f"state_names {missing} are not in the joint state {list(self.state.names)}"
+                )
+            position = position[[index[n] for n in self.state_names]]
+        state = readonly(position)
+        assert state is not None
+        obs: dict[str, np.ndarray] = {"observation.state": state}
+        for camera, frame in sorted(self.frames.items()):
+            if camera in self.cameras or now - self.frame_times[camera] <= self.max_age_s:
+                obs[f"observation.images.{camera}"] = frame.image
+        return obs
+
+
+# ---------------------------------------------------------------------------------- actor
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RTCMergerParams:
+    """Parameters of the ``rtc_merger`` actor."""
+
+    fps: float = 30.0
+    """Policy action rate (must equal the action_queue's ``fps``); ``dt = 1/fps``."""
+    buffer_time_s: float = 0.5
+    """Request when the queued playback is at most this long (LeRobot default 0.5 s)."""
+    rtc: bool = True
+    """Send prefixes and the inference delay; False: append merges (must match the queue)."""
+    prefix_rows: int = 10
+    """Prefix rows sent (the policy's execution horizon H)."""
+    request_timeout_s: float = 5.0
+    """A request unanswered this long is abandoned and counted as a failure."""
+    latency_window: int = 100
+    """Latency tracker window (samples)."""
+    clamp_trim_to_consumed: bool = False
+    """Opt-in first-chunk over-trim fix (lerobot-rtc.md §12.6); off = LeRobot parity."""
+    client: str = ""
+    """Client id in requests (a worker keeps per-client state under it); empty: the actor id."""
+    task: str = ""
+    """Language instruction sent with every request (``EpisodeControl`` set_task/start change it)."""
+    state_names: tuple[str, ...] = ()
+    """Joints in ``observation.state`` and their order; empty: the joint state's order."""
+    cameras: tuple[str, ...] = ()
+    """Camera ids whose fresh frame every request needs (``observation.images.<id>``)."""
+    max_observation_age_s: float = 0.5
+    """Never send a state or frame older than this (seconds on the runtime clock)."""
+    reconnect_after_s: float = 10.0
+    """Offline this long since the first failure: RECONNECTING (new epoch per attempt)."""
+    reconnect_initial_backoff_s: float = 0.5
+    """First wait between reconnect attempts."""
+    reconnect_max_backoff_s: float = 10.0
+    """Backoff cap."""
+    max_offline_s: float = 60.0
+    """Offline longer than this: DEAD (the actor fails with ``PolicyPathError``)."""
+    poll_interval_s: float = 0.05
+    """Timer period when no queue status arrives (timeouts, reconnects)."""
+    log_interval_s: float = 5.0
+    """Minimum interval between two log lines of the same kind."""
+
+    def planner_config(self) -> PlannerConfig:
+        """The :class:`PlannerConfig` of these parameters."""
+        return PlannerConfig(
+            fps=self.fps,
+            buffer_time_s=self.buffer_time_s,
+            rtc_enabled=self.rtc,
+            prefix_rows=self.prefix_rows,
+            request_timeout_s=self.request_timeout_s,
+            latency_window=self.latency_window,
+            clamp_trim_to_consumed=self.clamp_trim_to_consumed,
+        )
+
+    def failsafe_config(self) -> FailSafeConfig:
+        """The :class:`FailSafeConfig` of these parameters."""
+        return FailSafeConfig(
+            reconnect_after_s=self.reconnect_after_s,
+            initial_backoff_s=self.reconnect_initial_backoff_s,
+            max_backoff_s=self.reconnect_max_backoff_s,
+            max_offline_s=self.max_offline_s,
+        )
+
+    def __post_init__(self) -> None:
+        self.planner_config()  # raises RTCError (a ValueError) naming the rule
+        if not self.poll_interval_s > 0 or not self.max_observation_age_s > 0:
+            raise ValueError("poll_interval_s and max_observation_age_s must be > 0")
+
+
+class RTCMergerActor(rtrun.Actor):
+    """Plans inference requests from queue snapshots and merges the replies (module doc)."""
+
+    inputs = {
+        "state": rtrun.Input(JointState, required=True, doc="joint state: observation.state"),
+        "queue": rtrun.Input(QueueStatus, required=True, doc="action_queue 'status' snapshots"),
+        "replies": rtrun.Input(InferenceReply, required=True, doc="policy_worker 'replies'"),
+        **{
+            name: rtrun.Input(Frame, required=False, doc="camera frames: observation.images.<camera>")
+            for name in FRAME_INPUTS
+        },
+        "episode": rtrun.Input(EpisodeControl, required=False, doc="task changes (set_task/start)"),
+    }
+    outputs = {
+        "requests": rtrun.Output(InferenceRequest, doc="to policy_worker 'requests'"),
+        "merge": rtrun.Output(MergeChunk, doc="to action_queue 'merge'"),
+    }
+    Params = RTCMergerParams
+
+    async def run(
+        self,
+        ctx: rtrun.ActorContext[RTCMergerParams],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Pump inputs, plan requests on every queue status, merge replies."""
+        p = ctx.params
+        self.ctx = ctx
+        self.client = p.client or ctx.id
+        self.task = p.task
+        self.planner = RequestPlanner(p.planner_config())
+        self.failsafe = FailSafe(p.failsafe_config())
+        self.obs = ObservationBuilder(
+            state_names=p.state_names, max_age_s=p.max_observation_age_s, cameras=p.cameras
+        )
+        self.coverage = ActionCoverage()
+        self.limiter = RateLimiter(p.log_interval_s)
+        self.queue: QueueStatus | None = None
+        self.counts: dict[str, int] = {}
+        self._published = -math.inf
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pump_state)
+            for name in FRAME_INPUTS:
+                tg.start_soon(self._pump_frames, name)
+            tg.start_soon(self._pump_episode)
+            tg.start_soon(self._pump_replies)
+            task_status.started()
+            await self._drive()
+
+    # ---------------------------------------------------------------------------- inputs
+
+    async def _pump_state(self) -> None:
+        async for msg in self.ctx.input("state"):
+            self.obs.on_state(msg, anyio.current_time())
+
+    async def _pump_frames(self, name: str) -> None:
+        async for msg in self.ctx.input(name):
+            self.obs.on_frame(msg, anyio.current_time())
+
+    async def _pump_episode(self) -> None:
+        async for msg in self.ctx.input("episode"):
+            if msg.command in ("set_task", "start") and msg.task:
+                self.task = msg.task
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    # ------------------------------------------------------------------------- the driver
+
+    async def _drive(self) -> None:
+        port = self.ctx.input("queue")
+        while True:
+            status: QueueStatus | None = None
+            with anyio.move_on_after(self.ctx.params.poll_interval_s):
+                try:
+                    status = await port.receive()
+                except anyio.EndOfStream:
+                    await anyio.sleep_forever()  # the queue is gone: the graph is stopping
+            now = anyio.current_time()
+            if status is not None:
+                self._on_status(status)
+            self._supervise(now)
+            if status is not None:
+                await self._maybe_request(now)
+            self._publish_status()
+
+    def _on_status(self, status: QueueStatus) -> None:
+        self.queue = status
+        if status.episode > self.planner.episode:
+            self.planner.reset(status.episode)
+            self.coverage.rearm()
+            self.ctx.log.info("episode %d: following the action queue", status.episode)
+        self.failsafe.on_queue(status.queued_steps)
+
+    def _supervise(self, now: float) -> None:
+        if self.planner.expire(now):
+            self._count("timeouts")
+            self.failsafe.on_failure(now, self._queued())
+            self._log("timeout", now, "request timed out after %.1f s", self.ctx.params.request_timeout_s)
+        if self.failsafe.poll(now):
+            epoch = self.planner.new_epoch()
+            self.ctx.log.warning(
+                "policy offline: reconnect attempt %d (epoch %d)", self.failsafe.reconnects, epoch
+            )
+        if self.failsafe.state is LinkState.DEAD:
+            self._publish_status(force=True)
+            raise PolicyPathError(f"rtc_merger {self.ctx.id!r}: policy path DEAD: {self.failsafe.reason}")
+
+    def _queued(self) -> int:
+        return 0 if self.queue is None else self.queue.queued_steps
+
+    async def _maybe_request(self, now: float) -> None:
+        assert self.queue is not None
+        missing = self.obs.missing(now)
+        snapshot = self.queue.to_snapshot()
+        if not self.planner.wants_request(now, snapshot):
+            return
+        if missing is not None:
+            self._count(f"skipped_{missing}")
+            self._log(missing, now, "no request: %s", missing.replace("_", " "))
+            return
+        req = self.planner.start_request(now, snapshot)
+        await self.ctx.output("requests").send(
+            InferenceRequest(
+                client=self.client,
+                epoch=req.epoch,
+                seq=req.seq,
+                episode=req.episode,
+                observation=self.obs.build(now),
+                inference_delay=req.inference_delay,
+                prefix=req.prefix_model,
+                t_sent=now,
+                task=self.task,
+            )
+        )
+
+    # --------------------------------------------------------------------------- replies
+
+    async def _pump_replies(self) -> None:
+        async for reply in self.ctx.input("replies"):
+            if reply.client != self.client:
+                self._count("other_client")
+                continue
+            await self._on_reply(reply, anyio.current_time())
+
+    def _answers_in_flight(self, reply: InferenceReply) -> bool:
+        req = self.planner.in_flight
+        return req is not None and (req.seq, req.episode, reply.epoch) == (
+            reply.seq,
+            reply.episode,
+            self.planner.epoch,
+        )
+
+    async def _on_reply(self, reply: InferenceReply, now: float) -> None:
+        if reply.error:
+            self._on_error_reply(reply, now)
+            return
+        names = self.queue.action_names if self.queue is not None else ()
+        if names and tuple(reply.action_names) != tuple(names) and self._answers_in_flight(reply):
+            self._violation(
+                f"policy action names {list(reply.action_names)} differ from the queue's {list(names)}"
+            )
+        result = self.planner.on_reply(
+            now,
+            seq=reply.seq,
+            episode=reply.episode,
+            epoch=reply.epoch,
+            chunk_model=np.asarray(reply.chunk),
+            chunk_robot=np.asarray(reply.chunk_robot),
+        )
+        if isinstance(result, DroppedReply):
+            self._count(f"dropped_{result.reason}")
+            return
+        self._check_coverage(reply, now)
+        msg = MergeChunk.from_command(result, epoch=reply.epoch, action_names=tuple(reply.action_names))
+        await self.ctx.output("merge").send(msg)
+        self.failsafe.on_merge()
+        self.last_reply = (reply.queue_wait_s, reply.inference_s, result.latency_s)
+
+    def _on_error_reply(self, reply: InferenceReply, now: float) -> None:
+        if not self._answers_in_flight(reply):
+            self._count("dropped_error_reply")
+            return
+        kind = error_kind(reply.error)
+        self._count(f"error_{kind}")
+        if kind in CONTRACT_ERRORS:
+            self._violation(reply.error)
+        self.planner.new_epoch()  # abandon the request now; a late answer is dropped
+        self.failsafe.on_failure(now, self._queued())
+        self._log(f"error_{kind}", now, "inference failed: %s", reply.error)
+
+    def _violation(self, reason: str) -> None:
+        self.failsafe.on_violation(reason)
+        self._publish_status(force=True)
+        self.ctx.log.error("policy does not fit the robot; stopping before the robot moves:\n%s", reason)
+        raise PolicyPathError(f"rtc_merger {self.ctx.id!r}: policy path DEAD: {reason}")
+
+    def _check_coverage(self, reply: InferenceReply, now: float) -> None:
+        state = self.obs.state
+        if state is None:
+            return
+        warning = self.coverage.check(reply.action_names, state.names)
+        if warning:
+            self.ctx.log.warning("%s", warning)
+
+    # ---------------------------------------------------------------------------- status
+
+    def _log(self, key: str, now: float, fmt: str, *args: Any) -> None:
+        suppressed = self.limiter.allow(key, now)
+        if suppressed is not None:
+            self.ctx.log.warning(fmt + (f" ({suppressed} more suppressed)" if suppressed else ""), *args)
+
+    def _publish_status(self, *, force: bool = False) -> None:
+        now = anyio.current_time()
+        if not force and now - self._published < STATUS_INTERVAL_S:
+            return
+        self._published = now
+        st = self.planner.statistics()
+        last = getattr(self, "last_reply", (0.0, 0.0, 0.0))
+        self.ctx.set_status(
+            link=self.failsafe.state.value,
+            reason=self.failsafe.reason,
+            episode=st.episode,
+            epoch=st.epoch,
+            requests=st.requests,
+            merges=st.merges,
+            timeouts=st.timeouts,
+            in_flight=st.in_flight,
+            dropped=dict(st.dropped),
+            last_latency_ms=round(st.last_latency_s * 1e3, 3),
+            max_latency_ms=round(st.max_latency_s * 1e3, 3),
+            p95_latency_ms=round(st.p95_latency_s * 1e3, 3),
+            inference_delay=st.inference_delay,
+            last_queue_wait_ms=round(last[0] * 1e3, 3),
+            last_inference_ms=round(last[1] * 1e3, 3),
+            reconnects=self.failsafe.reconnects,
+            failures=self.failsafe.failures,
+            queued_steps=self._queued(),
+            counts=dict(self.counts),
+            task=self.task,
+        )

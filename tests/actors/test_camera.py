@@ -1,0 +1,112 @@
+"""The camera actor with synthetic, fake and OpenCV (video file) drivers, on virtual time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rtrun
+import trio.testing
+from rtrun.actors.camera import FAKE_CAMERAS, CameraActor, CameraParams
+from rtrun.actors.messages import Frame
+from rtrun.drivers.synthetic_camera import decode_frame_counter
+
+AUTOJUMP_S = 0.02
+"""Real idle time before the virtual clock jumps (longer than a frame read in a worker thread)."""
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    """Virtual time that waits for worker threads before jumping."""
+    return "trio", {"clock": trio.testing.MockClock(autojump_threshold=AUTOJUMP_S)}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fakes() -> Iterator[None]:
+    FAKE_CAMERAS.clear()
+    yield
+    FAKE_CAMERAS.clear()
+
+
+def spec(params: dict[str, Any], *, backoff: rtrun.Backoff | None = None) -> rtrun.GraphSpec:
+    return rtrun.GraphSpec(
+        name="cam",
+        actors=(rtrun.ActorSpec(id="cam", kind=CameraActor, params=params),),
+        root=rtrun.SupervisorSpec(id="root", parent=None, intensity=5, period_s=10.0, backoff=backoff),
+    )
+
+
+async def frames(graph: rtrun.Graph, n: int) -> list[Frame]:
+    tap = graph.receiver("cam/frames", capacity=n, policy="drop_oldest")
+    return [await tap.receive() for _ in range(n)]
+
+
+async def test_synthetic_frames_are_rgb_read_only_and_stamped() -> None:
+    params = {"driver": "synthetic", "fps": 20.0, "width": 64, "height": 48}
+    async with rtrun.open_graph(spec(params)) as graph:
+        assert graph.context("cam").status["seq"] >= 1  # ready after the first frame
+        got = await frames(graph, 10)
+        status = graph.context("cam").status
+    assert all(f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8 for f in got)
+    assert all(not f.image.flags.writeable for f in got)
+    assert all(f.camera == "cam" for f in got)
+    seqs = [f.seq for f in got]
+    assert seqs == list(range(seqs[0], seqs[0] + 10))
+    counters = [decode_frame_counter(f.image) for f in got]
+    assert counters == list(range(counters[0], counters[0] + 10))  # no frame lost or repeated
+    periods = np.diff([f.t_capture for f in got])
+    assert np.allclose(periods, 1 / 20, atol=2e-3)  # ticker-paced on the runtime clock
+    assert status["fps"] == pytest.approx(20.0, rel=0.05)
+    assert status["dropped"] == 0 and status["late"] == 0
+
+
+async def test_timeouts_are_tolerated_and_counted() -> None:
+    params = {"driver": "fake", "fps": 30.0, "width": 64, "height": 48, "fake_faults": {"3": "timeout"}}
+    async with rtrun.open_graph(spec(params)) as graph:
+        await frames(graph, 5)
+        status = graph.context("cam").status
+        assert status["timeouts"] == 1
+        assert status["dropped"] >= 1
+        assert graph.context("cam").restarts == 0
+
+
+async def test_device_loss_restarts_and_reconnects() -> None:
+    params = {"driver": "fake", "fps": 30.0, "width": 64, "height": 48, "fake_faults": {"5": "disconnect"}}
+    backoff = rtrun.Backoff(initial=0.1, maximum=0.1, multiplier=1.0, jitter=0.0)
+    async with rtrun.open_graph(spec(params, backoff=backoff)) as graph:
+        tap = graph.receiver("cam/frames", capacity=64, policy="drop_oldest")
+        counters = [decode_frame_counter((await tap.receive()).image) for _ in range(10)]
+        status = graph.status()
+    assert status.restarts == 1
+    exits = [e.reason for e in status.events if e.kind == "exited"]
+    assert any("CameraFailure" in r and "device loss" in r for r in exits)
+    assert FAKE_CAMERAS["cam"].connects == 2  # the same device, reconnected
+    assert counters == sorted(counters) and len(set(counters)) == 10  # the stream resumed
+
+
+async def test_opencv_video_file_is_rgb(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2", reason="OpenCV is in the 'hardware' extra")
+    path = tmp_path / "red.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    red_bgr = np.zeros((48, 64, 3), np.uint8)
+    red_bgr[..., 2] = 255  # pure red, written in OpenCV's BGR order
+    for _ in range(5):
+        writer.write(red_bgr)
+    writer.release()
+    params = {"driver": "opencv", "source": str(path), "fps": 30.0, "width": 64, "height": 48, "loop": True}
+    async with rtrun.open_graph(spec(params)) as graph:
+        frame = (await frames(graph, 1))[0]
+    mean = frame.image.reshape(-1, 3).mean(axis=0)
+    assert mean[0] > 200 and mean[1] < 40 and mean[2] < 40  # red is channel 0: RGB (§11 #6)
+
+
+def test_params_validation() -> None:
+    with pytest.raises(ValueError, match="fps"):
+        CameraParams(fps=0.0)
+    with pytest.raises(ValueError, match="fake_faults"):
+        CameraParams(fake_faults={"x": "boom"})
+    with pytest.raises(ValueError, match="width and height"):
+        CameraParams(width=0)

@@ -1,0 +1,220 @@
+"""Zenoh channels between two sessions of this process: conformance, codec, faults, bad input."""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Iterator
+
+import anyio
+import numpy as np
+import pytest
+
+import rtrun
+from rtrun._wire import MessageType, credit_key, pack_header_fields
+from rtrun._zenoh import ZenohSession
+from rtrun._zenoh_channel import open_zenoh_receiver, open_zenoh_sender
+from rtrun.testing import SCENARIOS, ConformanceOptions
+
+from .zenoh_helpers import MSGPACK_CODEC, REAL_TIME_BACKENDS, connect, session_pair, unique_key, zenoh_pair
+
+pytestmark = [pytest.mark.parametrize("anyio_backend", REAL_TIME_BACKENDS)]
+
+
+@rtrun.message(tag="rtrun.test.ZPose", version=1)
+class ZPose(rtrun.Message):
+    """A test message crossing Zenoh."""
+
+    seq: int
+    """Counter."""
+    joints: np.ndarray
+    """float32 joint positions."""
+
+
+@rtrun.message(tag="rtrun.test.ZOther", version=1)
+class ZOther(rtrun.Message):
+    """A different message type (to check wrong-type drops)."""
+
+    text: str
+    """Anything."""
+
+
+@pytest.fixture(scope="module")
+def sessions() -> Iterator[tuple[ZenohSession, ZenohSession, str]]:
+    """Two loopback peer sessions shared by the tests of this module."""
+    with session_pair() as pair:
+        yield pair
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+async def test_zenoh_channel_conforms(sessions: tuple[ZenohSession, ZenohSession, str], scenario) -> None:  # type: ignore[no-untyped-def]
+    a, b, _ = sessions
+    factory = functools.partial(zenoh_pair, a, b)
+    with anyio.fail_after(60):
+        await scenario(factory, ConformanceOptions())
+
+
+def pose(i: int) -> ZPose:
+    joints = np.arange(6, dtype=np.float32) + i
+    joints.flags.writeable = False
+    return ZPose(seq=i, joints=joints)
+
+
+async def _connected(sender: object, receiver: object) -> None:
+    with anyio.fail_after(10):
+        await sender.wait_for_receiver()  # type: ignore[attr-defined]
+        await receiver.wait_for_sender()  # type: ignore[attr-defined]
+
+
+async def test_messages_roundtrip_with_header(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+    a, b, _ = sessions
+    key = unique_key()
+    with open_zenoh_receiver(b, key, 32, "block", message_type=ZPose) as rx, open_zenoh_sender(a, key) as tx:
+        await _connected(tx, rx)
+        tx.set_episode(7)
+        for i in range(20):
+            await tx.send(pose(i))
+        with anyio.fail_after(10):
+            got = [await rx.receive() for _ in range(20)]
+        assert [g.seq for g in got] == list(range(20))
+        assert got[3].joints.tolist() == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+        header = rx.last_header
+        assert header is not None and header.episode_id == 7 and header.session_epoch == a.epoch
+        assert header.sequence_id == 19 and header.message_type is MessageType.DATA
+
+
+async def test_wrong_message_class_is_dropped_and_counted(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+    a, b, _ = sessions
+    key = unique_key()
+    with open_zenoh_receiver(b, key, 4, "drop_oldest", message_type=ZPose) as rx:
+        with open_zenoh_sender(a, key, policy="drop_oldest") as tx:
+            await _connected(tx, rx)
+            await tx.send(ZOther(text="not a pose"))
+            await tx.send(pose(1))
+            with anyio.fail_after(10):
+                assert (await rx.receive()).seq == 1
+            assert rx.statistics().dropped == {"body_wrong_type": 1}
+
+
+async def test_bad_input_dropped_per_reason_and_channel_keeps_working(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
+    """A raw zenoh publisher sends every kind of garbage on the data key."""
+    zenoh = pytest.importorskip("zenoh")
+    a, b, endpoint = sessions
+    key = unique_key()
+    good = rtrun.encode(pose(0))
+    bad = [
+        (b"\x00", None),  # no attachment
+        (good, b"\x01\x00"),  # short attachment
+        (good, struct.pack("<HBQIqI", 2, 1, 0, 0, 0, a.epoch)),  # future schema version
+        (good, struct.pack("<HBQIqI", 1, 99, 0, 0, 0, a.epoch)),  # unknown message type
+        (good, pack_header_fields(MessageType.CREDIT, 0, 0, 0, a.epoch)),  # control on data key
+        (b"\xc1garbage", pack_header_fields(MessageType.DATA, 0, 0, 0, 12345)),  # not msgpack
+        (good.replace(b"rtrun.test.ZPose", b"rtrun.test.ZNope"), pack_header_fields(1, 0, 0, 0, 1)),
+    ]
+    expected = {
+        "header_size": 2,
+        "header_schema_version": 1,
+        "header_message_type": 1,
+        "header_unexpected_type": 1,
+        "body_malformed": 1,
+        "body_unknown_tag": 1,
+    }
+    with open_zenoh_receiver(b, key, 4, "block", message_type=ZPose) as rx, open_zenoh_sender(a, key) as tx:
+        await _connected(tx, rx)
+        conf = zenoh.Config()
+        conf.insert_json5("connect/endpoints", f'["{endpoint}"]')
+        conf.insert_json5("scouting/multicast/enabled", "false")
+        with zenoh.open(conf) as raw:
+            pub = raw.declare_publisher(key)
+            await anyio.sleep(0.3)  # let the route reach the raw publisher
+            for payload, attachment in bad:
+                pub.put(payload, attachment=attachment)
+            await tx.send(pose(5))
+            with anyio.fail_after(10):
+                assert (await rx.receive()).seq == 5
+                while rx.statistics().dropped_total < sum(expected.values()):
+                    await anyio.sleep(0.01)
+        stats = rx.statistics()
+        assert dict(stats.dropped) == expected
+        assert stats.sent == stats.received + stats.queued + stats.dropped_total
+
+
+async def test_vanished_sender_breaks_once_then_new_epoch_resumes(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
+    _, b, endpoint = sessions
+    key = unique_key()
+    with open_zenoh_receiver(b, key, 4, "drop_oldest", message_type=ZPose) as rx:
+        first = connect(endpoint)
+        tx = open_zenoh_sender(first, key, policy="drop_oldest")
+        await _connected(tx, rx)
+        await tx.send(pose(1))
+        with anyio.fail_after(10):
+            assert (await rx.receive()).seq == 1
+        old_epoch = first.epoch
+        first.close()  # its tokens vanish without an end-of-stream: the far side is gone
+        with anyio.fail_after(10), pytest.raises(anyio.BrokenResourceError):
+            await rx.receive()
+        with connect(endpoint) as second:
+            assert second.epoch != old_epoch
+            with open_zenoh_sender(second, key, policy="drop_oldest") as tx2:
+                await _connected(tx2, rx)
+                stale = rtrun.encode(pose(99))
+                second.put(key, stale, pack_header_fields(1, 50, 0, 0, old_epoch), tx2._core.qos)
+                await tx2.send(pose(2))
+                with anyio.fail_after(10):
+                    assert (await rx.receive()).seq == 2  # resumed, nothing from the old epoch
+                    while "stale_epoch" not in rx.statistics().dropped:
+                        await anyio.sleep(0.01)
+        assert rx.statistics().dropped["stale_epoch"] == 1
+
+
+async def test_sequence_gaps_are_counted_as_drops(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+    a, b, _ = sessions
+    key = unique_key()
+    with open_zenoh_receiver(b, key, 8, "drop_oldest", message_type=ZPose) as rx:
+        with open_zenoh_sender(a, key, policy="drop_oldest") as tx:
+            await _connected(tx, rx)
+            await tx.send(pose(0))  # seq 0
+            tx._core.seq += 3  # simulate three samples lost in transit
+            await tx.send(pose(4))  # seq 4
+            with anyio.fail_after(10):
+                assert [(await rx.receive()).seq for _ in range(2)] == [0, 4]
+            stats = rx.statistics()
+            assert stats.dropped == {"sequence_gap": 3}
+            assert stats.sent == 5 == stats.received + stats.dropped_total
+
+
+async def test_receiver_closed_on_purpose_breaks_sender(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+    a, b, _ = sessions
+    key = unique_key()
+    rx = open_zenoh_receiver(b, key, 1, "latest", codec=MSGPACK_CODEC)
+    with open_zenoh_sender(a, key, policy="latest", codec=MSGPACK_CODEC) as tx:
+        await _connected(tx, rx)
+        rx.close()
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    await tx.send(1)
+                except anyio.BrokenResourceError:
+                    break
+                await anyio.sleep(0.01)
+        assert tx.statistics().open_receive_ports == 0
+
+
+async def test_credit_key_garbage_is_counted_by_the_sender(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+    a, b, _ = sessions
+    key = unique_key()
+    with open_zenoh_receiver(b, key, 2, "block", codec=MSGPACK_CODEC) as rx:
+        with open_zenoh_sender(a, key, policy="block", codec=MSGPACK_CODEC) as tx:
+            await _connected(tx, rx)
+            b.put(credit_key(key), b"short", b"\x00" * 5, tx._core.qos)
+            with anyio.fail_after(10):
+                while not tx.statistics().dropped:
+                    await anyio.sleep(0.01)
+            assert tx.statistics().dropped == {"control_size": 1}
+            await tx.send("still works")
+            with anyio.fail_after(10):
+                assert await rx.receive() == "still works"
