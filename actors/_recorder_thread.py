@@ -16,10 +16,15 @@ atomic under the GIL) for the actor's status. A writer exception ends the thread
 thread always closes the writer on exit, which discards an unsaved episode and releases the
 dataset lock so a restarted recorder can reopen it.
 
-Design decision: a thread, not a process. Encoding (PyAV/FFmpeg) releases the GIL for most of
-its work, and a process would need a pickle-free frame transport (shared memory) for 55 MB/s of
-images. The residual GIL/CPU contention is measured by ``benchmarks/recorder.py``; a graph that
-needs a stricter control loop places the recorder on its own host (process).
+Design decisions:
+- A thread, not a process. Encoding (PyAV/FFmpeg) releases the GIL for most of its work, and a
+  process would need a pickle-free frame transport (shared memory) for 55 MB/s of images. On a
+  2-core machine the control loop's tail latency is set by CPU contention with the encoders
+  (a sleep probe sees p99 ~3 ms with the encoders in a thread *or* in another process), which
+  a process does not remove; ``benchmarks/recorder.py`` measures it.
+- The writer thread drops real-time scheduling (:func:`_best_effort_scheduling`) so that
+  ``chrt -f 50 rtrun run ...`` makes the control loop preempt the encoders (threads inherit the
+  policy of their creator, so the encoder threads time-share too).
 """
 
 from __future__ import annotations

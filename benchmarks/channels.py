@@ -137,8 +137,10 @@ async def _main(hops: int, runs: int) -> list[dict[str, Any]]:
                 "ratio_p50": round(p50 / base, 3),
             })  # fmt: skip
     for capacity in (1, 64):
-        ours_t = [await _throughput(_ours(capacity, "block"), hops * 5) for _ in range(runs)]
-        bare_t = [await _throughput(_bare(capacity), hops * 5) for _ in range(runs)]
+        ours_t, bare_t = [], []
+        for _ in range(runs):  # interleaved, like the hop cases
+            bare_t.append(await _throughput(_bare(capacity), hops * 5))
+            ours_t.append(await _throughput(_ours(capacity, "block"), hops * 5))
         out.append({
             "bench": "channel_throughput", "policy": "block", "capacity": capacity,
             "msgs_per_s": round(statistics.median(ours_t)), "baseline_msgs_per_s": round(statistics.median(bare_t)),

@@ -33,7 +33,7 @@ pytest.importorskip("av")
 
 from rtrun.actors._dataset_check import check_dataset  # noqa: E402
 from rtrun.actors._dataset_writer import WriterStatistics  # noqa: E402
-from rtrun.actors._recorder_thread import WriterThread  # noqa: E402
+from rtrun.actors._recorder_thread import WriterThread, _best_effort_scheduling  # noqa: E402
 from rtrun.actors.messages import EpisodeControl, Flag, Frame, JointCommand, JointState  # noqa: E402
 from rtrun.actors.recorder import RecorderActor  # noqa: E402
 
@@ -418,6 +418,29 @@ def test_writer_thread_reports_writer_failure_and_releases_the_dataset() -> None
     thread.submit_row({}, {}, "task")
     assert thread.join(10)  # the thread ended on the error
     assert isinstance(thread.error, OSError) and writer.closed
+
+
+def test_writer_thread_leaves_real_time_scheduling() -> None:
+    """Under ``chrt -f`` the writer (and the encoder threads it spawns) time-share instead."""
+    if not hasattr(os, "sched_setscheduler"):
+        pytest.skip("no sched_setscheduler on this OS")
+    result: list[int] = []
+
+    def body() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        except PermissionError:
+            result.append(-1)
+            return
+        _best_effort_scheduling()
+        result.append(os.sched_getscheduler(0))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(10)
+    if result == [-1]:
+        pytest.skip("not allowed to use SCHED_FIFO here")
+    assert result == [os.SCHED_OTHER]
 
 
 # ------------------------------------------------------------------------------- LeRobot oracle

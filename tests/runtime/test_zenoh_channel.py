@@ -218,3 +218,63 @@ async def test_credit_key_garbage_is_counted_by_the_sender(sessions: tuple[Zenoh
             await tx.send("still works")
             with anyio.fail_after(10):
                 assert await rx.receive() == "still works"
+
+
+async def test_presence_tokens_report_hosts_and_actors(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+    import threading
+
+    from rtrun._zenoh import declare_presence, watch_presence
+
+    a, b, _ = sessions
+    events: list[tuple[str, str | None, bool]] = []
+    lock = threading.Lock()
+
+    def record(host: str, actor: str | None, alive: bool) -> None:
+        with lock:
+            events.append((host, actor, alive))
+
+    host_token = declare_presence(a, "pres", "robot")
+    actor_token = declare_presence(a, "pres", "robot", "camera")
+    watcher = watch_presence(b, "pres", record)
+    try:
+        with anyio.fail_after(10):
+            while len(events) < 2:
+                await anyio.sleep(0.01)
+        actor_token.close()
+        with anyio.fail_after(10):
+            while ("robot", "camera", False) not in events:
+                await anyio.sleep(0.01)
+        assert set(events[:2]) == {("robot", None, True), ("robot", "camera", True)}
+    finally:
+        watcher.close()
+        host_token.close()
+
+
+async def test_router_mode_carries_a_channel_between_clients() -> None:
+    """What ``rtrun router`` runs: clients meet through an in-process zenoh-python router."""
+    import threading
+
+    from rtrun._zenoh import open_session, run_router
+    from rtrun._zenoh_config import ZenohSettings
+
+    from .zenoh_helpers import free_port
+
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    stop = threading.Event()
+    router = threading.Thread(target=run_router, args=((endpoint,),), kwargs={"stop": stop})
+    router.start()
+    try:
+        await anyio.sleep(0.3)
+        client = ZenohSettings(mode="client", connect=(endpoint,))
+        with open_session(client) as a, open_session(client) as b:
+            key = unique_key()
+            with open_zenoh_receiver(b, key, 2, "block", codec=MSGPACK_CODEC) as rx:
+                with open_zenoh_sender(a, key, codec=MSGPACK_CODEC) as tx:
+                    await _connected(tx, rx)
+                    await tx.send({"via": "router"})
+                    with anyio.fail_after(10):
+                        assert await rx.receive() == {"via": "router"}
+    finally:
+        stop.set()
+        router.join(timeout=10)
+    assert not router.is_alive()
