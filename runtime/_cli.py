@@ -212,7 +212,8 @@ def _summary(status: GraphStatus, how: str) -> str:
     return (
         f"rtrun: graph {status.name!r} stopped ({how}) after {status.uptime_s:.1f} s: "
         f"{len(status.actors)} actors, {status.restarts} restarts, {status.messages} messages, "
-        f"{status.dropped} dropped, {status.unconnected} sent to no consumer"
+        f"{status.dropped} dropped, {status.superseded} superseded in latest mailboxes, "
+        f"{status.unconnected} sent to no consumer"
     )
 
 

@@ -107,12 +107,23 @@ class GraphStatus:
         """Total messages sent on every output."""
         return sum(o.sent for a in self.actors for o in a.outputs.values())
 
+    def _drops(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for a in self.actors:
+            for counters in [s.dropped for s in a.inputs.values()] + [o.dropped for o in a.outputs.values()]:
+                for reason, n in counters.items():
+                    totals[reason] = totals.get(reason, 0) + n
+        return totals
+
     @property
     def dropped(self) -> int:
-        """Messages lost on their way: drops in every channel and output, except ``unconnected``."""
-        ins = sum(s.dropped_total for a in self.actors for s in a.inputs.values())
-        outs = sum(n for a in self.actors for o in a.outputs.values() for r, n in o.dropped.items() if r != "unconnected")
-        return ins + outs
+        """Messages lost: overflow, closed receivers, transport losses (not ``superseded``/``unconnected``)."""
+        return sum(n for r, n in self._drops().items() if r not in ("superseded", "unconnected"))
+
+    @property
+    def superseded(self) -> int:
+        """Values replaced unread in ``latest`` mailboxes (by design: the consumer only wants the newest)."""
+        return self._drops().get("superseded", 0)
 
     @property
     def unconnected(self) -> int:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import anyio
 import numpy as np
 import pytest
-
 import rtrun
 from rtrun._wire import MessageType, credit_key, pack_header_fields
 from rtrun._zenoh import ZenohSession
@@ -83,17 +82,21 @@ async def test_messages_roundtrip_with_header(sessions: tuple[ZenohSession, Zeno
         assert header.sequence_id == 19 and header.message_type is MessageType.DATA
 
 
-async def test_wrong_message_class_is_dropped_and_counted(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+async def test_wrong_message_class_is_dropped_and_counted(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
     a, b, _ = sessions
     key = unique_key()
-    with open_zenoh_receiver(b, key, 4, "drop_oldest", message_type=ZPose) as rx:
-        with open_zenoh_sender(a, key, policy="drop_oldest") as tx:
-            await _connected(tx, rx)
-            await tx.send(ZOther(text="not a pose"))
-            await tx.send(pose(1))
-            with anyio.fail_after(10):
-                assert (await rx.receive()).seq == 1
-            assert rx.statistics().dropped == {"body_wrong_type": 1}
+    with (
+        open_zenoh_receiver(b, key, 4, "drop_oldest", message_type=ZPose) as rx,
+        open_zenoh_sender(a, key, policy="drop_oldest") as tx,
+    ):
+        await _connected(tx, rx)
+        await tx.send(ZOther(text="not a pose"))
+        await tx.send(pose(1))
+        with anyio.fail_after(10):
+            assert (await rx.receive()).seq == 1
+        assert rx.statistics().dropped == {"body_wrong_type": 1}
 
 
 async def test_bad_input_dropped_per_reason_and_channel_keeps_working(
@@ -174,20 +177,24 @@ async def test_vanished_sender_breaks_once_then_new_epoch_resumes(
 async def test_sequence_gaps_are_counted_as_drops(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
     a, b, _ = sessions
     key = unique_key()
-    with open_zenoh_receiver(b, key, 8, "drop_oldest", message_type=ZPose) as rx:
-        with open_zenoh_sender(a, key, policy="drop_oldest") as tx:
-            await _connected(tx, rx)
-            await tx.send(pose(0))  # seq 0
-            tx._core.seq += 3  # simulate three samples lost in transit
-            await tx.send(pose(4))  # seq 4
-            with anyio.fail_after(10):
-                assert [(await rx.receive()).seq for _ in range(2)] == [0, 4]
-            stats = rx.statistics()
-            assert stats.dropped == {"sequence_gap": 3}
-            assert stats.sent == 5 == stats.received + stats.dropped_total
+    with (
+        open_zenoh_receiver(b, key, 8, "drop_oldest", message_type=ZPose) as rx,
+        open_zenoh_sender(a, key, policy="drop_oldest") as tx,
+    ):
+        await _connected(tx, rx)
+        await tx.send(pose(0))  # seq 0
+        tx._core.seq += 3  # simulate three samples lost in transit
+        await tx.send(pose(4))  # seq 4
+        with anyio.fail_after(10):
+            assert [(await rx.receive()).seq for _ in range(2)] == [0, 4]
+        stats = rx.statistics()
+        assert stats.dropped == {"sequence_gap": 3}
+        assert stats.sent == 5 == stats.received + stats.dropped_total
 
 
-async def test_receiver_closed_on_purpose_breaks_sender(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+async def test_receiver_closed_on_purpose_breaks_sender(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
     a, b, _ = sessions
     key = unique_key()
     rx = open_zenoh_receiver(b, key, 1, "latest", codec=MSGPACK_CODEC)
@@ -204,23 +211,29 @@ async def test_receiver_closed_on_purpose_breaks_sender(sessions: tuple[ZenohSes
         assert tx.statistics().open_receive_ports == 0
 
 
-async def test_credit_key_garbage_is_counted_by_the_sender(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+async def test_credit_key_garbage_is_counted_by_the_sender(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
     a, b, _ = sessions
     key = unique_key()
-    with open_zenoh_receiver(b, key, 2, "block", codec=MSGPACK_CODEC) as rx:
-        with open_zenoh_sender(a, key, policy="block", codec=MSGPACK_CODEC) as tx:
-            await _connected(tx, rx)
-            b.put(credit_key(key), b"short", b"\x00" * 5, tx._core.qos)
-            with anyio.fail_after(10):
-                while not tx.statistics().dropped:
-                    await anyio.sleep(0.01)
-            assert tx.statistics().dropped == {"control_size": 1}
-            await tx.send("still works")
-            with anyio.fail_after(10):
-                assert await rx.receive() == "still works"
+    with (
+        open_zenoh_receiver(b, key, 2, "block", codec=MSGPACK_CODEC) as rx,
+        open_zenoh_sender(a, key, policy="block", codec=MSGPACK_CODEC) as tx,
+    ):
+        await _connected(tx, rx)
+        b.put(credit_key(key), b"short", b"\x00" * 5, tx._core.qos)
+        with anyio.fail_after(10):
+            while not tx.statistics().dropped:
+                await anyio.sleep(0.01)
+        assert tx.statistics().dropped == {"control_size": 1}
+        await tx.send("still works")
+        with anyio.fail_after(10):
+            assert await rx.receive() == "still works"
 
 
-async def test_presence_tokens_report_hosts_and_actors(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+async def test_presence_tokens_report_hosts_and_actors(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
     import threading
 
     from rtrun._zenoh import declare_presence, watch_presence
@@ -268,12 +281,14 @@ async def test_router_mode_carries_a_channel_between_clients() -> None:
         client = ZenohSettings(mode="client", connect=(endpoint,))
         with open_session(client) as a, open_session(client) as b:
             key = unique_key()
-            with open_zenoh_receiver(b, key, 2, "block", codec=MSGPACK_CODEC) as rx:
-                with open_zenoh_sender(a, key, codec=MSGPACK_CODEC) as tx:
-                    await _connected(tx, rx)
-                    await tx.send({"via": "router"})
-                    with anyio.fail_after(10):
-                        assert await rx.receive() == {"via": "router"}
+            with (
+                open_zenoh_receiver(b, key, 2, "block", codec=MSGPACK_CODEC) as rx,
+                open_zenoh_sender(a, key, codec=MSGPACK_CODEC) as tx,
+            ):
+                await _connected(tx, rx)
+                await tx.send({"via": "router"})
+                with anyio.fail_after(10):
+                    assert await rx.receive() == {"via": "router"}
     finally:
         stop.set()
         router.join(timeout=10)

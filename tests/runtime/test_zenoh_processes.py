@@ -17,7 +17,6 @@ from pathlib import Path
 import anyio
 import msgpack
 import pytest
-
 import rtrun
 from rtrun._zenoh import open_router, open_session
 from rtrun._zenoh_channel import open_zenoh_receiver, open_zenoh_sender
@@ -77,32 +76,36 @@ async def _expect_broken_after_kill(rx: object, proc: subprocess.Popen[str], sig
 async def test_sigkilled_sender_is_detected_quickly(record_property: pytest.RecordProperty) -> None:
     endpoint = f"tcp/127.0.0.1:{free_port()}"
     key = unique_key()
-    with open_session(ZenohSettings(listen=(endpoint,))) as session:
-        with open_zenoh_receiver(session, key, 1, "latest", message_type=Tick) as rx:
-            with child("sender", endpoint, key) as proc:
-                assert (await _readline(proc)).startswith("READY")
-                detection = await _expect_broken_after_kill(rx, proc, signal.SIGKILL)
-            record_property("sigkill_detection_s", round(detection, 4))
-            print(f"SIGKILL detection: {detection * 1000:.1f} ms")
-            assert detection < 1.0
-            assert rx.statistics().open_send_ports == 0
+    with (
+        open_session(ZenohSettings(listen=(endpoint,))) as session,
+        open_zenoh_receiver(session, key, 1, "latest", message_type=Tick) as rx,
+    ):
+        with child("sender", endpoint, key) as proc:
+            assert (await _readline(proc)).startswith("READY")
+            detection = await _expect_broken_after_kill(rx, proc, signal.SIGKILL)
+        record_property("sigkill_detection_s", round(detection, 4))
+        print(f"SIGKILL detection: {detection * 1000:.1f} ms")
+        assert detection < 1.0
+        assert rx.statistics().open_send_ports == 0
 
 
 async def test_hung_sender_is_detected_at_its_lease(record_property: pytest.RecordProperty) -> None:
     """SIGSTOP keeps the socket open: only the *sender's* lease (here 500 ms) reveals it."""
     endpoint = f"tcp/127.0.0.1:{free_port()}"
     key = unique_key()
-    with open_session(ZenohSettings(listen=(endpoint,))) as session:
-        with open_zenoh_receiver(session, key, 1, "latest", message_type=Tick) as rx:
-            with child("sender", endpoint, key, "500") as proc:
-                assert (await _readline(proc)).startswith("READY")
-                try:
-                    detection = await _expect_broken_after_kill(rx, proc, signal.SIGSTOP)
-                finally:
-                    os.kill(proc.pid, signal.SIGCONT)
-            record_property("sigstop_detection_s", round(detection, 4))
-            print(f"SIGSTOP detection with a 500 ms lease: {detection * 1000:.1f} ms")
-            assert 0.2 < detection < 3.0
+    with (
+        open_session(ZenohSettings(listen=(endpoint,))) as session,
+        open_zenoh_receiver(session, key, 1, "latest", message_type=Tick) as rx,
+    ):
+        with child("sender", endpoint, key, "500") as proc:
+            assert (await _readline(proc)).startswith("READY")
+            try:
+                detection = await _expect_broken_after_kill(rx, proc, signal.SIGSTOP)
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+        record_property("sigstop_detection_s", round(detection, 4))
+        print(f"SIGSTOP detection with a 500 ms lease: {detection * 1000:.1f} ms")
+        assert 0.2 < detection < 3.0
 
 
 async def test_fuzzing_publisher_cannot_disturb_a_live_channel() -> None:
@@ -110,24 +113,26 @@ async def test_fuzzing_publisher_cannot_disturb_a_live_channel() -> None:
     endpoint = f"tcp/127.0.0.1:{free_port()}"
     key = unique_key()
     count = 40
-    with open_session(ZenohSettings(listen=(endpoint,))) as session:
-        with open_zenoh_receiver(session, key, 1, "latest", message_type=Tick) as rx:
-            with child("sender", endpoint, key) as sender:
-                ready = await _readline(sender)
-                epoch = int(ready.split()[1])
-                seen: list[int] = []
+    with (
+        open_session(ZenohSettings(listen=(endpoint,))) as session,
+        open_zenoh_receiver(session, key, 1, "latest", message_type=Tick) as rx,
+    ):
+        with child("sender", endpoint, key) as sender:
+            ready = await _readline(sender)
+            epoch = int(ready.split()[1])
+            seen: list[int] = []
 
-                async def consume() -> None:
-                    while True:
-                        seen.append((await rx.receive()).n)
+            async def consume() -> None:
+                while True:
+                    seen.append((await rx.receive()).n)
 
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(consume)
-                    with child("spray", endpoint, key, str(epoch), str(count)) as sprayer:
-                        sprayed = json.loads(await _readline(sprayer))
-                    await anyio.sleep(0.3)  # a few more good ticks after the storm
-                    tg.cancel_scope.cancel()
-                stats = rx.statistics()  # before the sender child is killed
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                with child("spray", endpoint, key, str(epoch), str(count)) as sprayer:
+                    sprayed = json.loads(await _readline(sprayer))
+                await anyio.sleep(0.3)  # a few more good ticks after the storm
+                tg.cancel_scope.cancel()
+            stats = rx.statistics()  # before the sender child is killed
     dropped = dict(stats.dropped)
     assert sprayed == dict.fromkeys(sprayed, count)
     for reason in ("header_size", "header_schema_version", "header_message_type", "unknown_epoch"):
@@ -153,7 +158,7 @@ async def test_third_party_zenoh_cli_reads_rtrun_traffic() -> None:
             cmd = [cli, "--mode", "client", "--connect", router_endpoint]
             cmd += ["--cfg", "scouting/multicast/enabled:false", "subscribe", "-k", "@rtrun/**"]
             cmd += ["--decoder", "base64"]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # noqa: ASYNC220 (spawning returns at once)
             try:
                 await anyio.sleep(1.5)  # the CLI process starts and declares its subscriber
                 with open_zenoh_receiver(b, key, 8, "block", message_type=Tick) as rx:

@@ -19,7 +19,6 @@ import time
 
 def sender(endpoint: str, key: str, lease_ms: int | None) -> None:
     import anyio
-
     import rtrun
     from rtrun._zenoh import open_session
     from rtrun._zenoh_channel import open_zenoh_sender
@@ -69,8 +68,14 @@ def spray(endpoint: str, key: str, epoch: int, count: int) -> None:
 
     categories = {
         "header_size": lambda i: (_msgpack_tick(i), rng.randbytes(rng.choice([0, 1, 26, 28, 64]))),
-        "header_schema_version": lambda i: (_msgpack_tick(i), header.pack(rng.randint(2, 65535), 1, i, 0, 0, epoch)),
-        "header_message_type": lambda i: (_msgpack_tick(i), header.pack(1, rng.randint(5, 255), i, 0, 0, epoch)),
+        "header_schema_version": lambda i: (
+            _msgpack_tick(i),
+            header.pack(rng.randint(2, 65535), 1, i, 0, 0, epoch),
+        ),
+        "header_message_type": lambda i: (
+            _msgpack_tick(i),
+            header.pack(1, rng.randint(5, 255), i, 0, 0, epoch),
+        ),
         "body_random": lambda i: (rng.randbytes(rng.randint(0, 200)), header.pack(1, 1, i, 0, 0, epoch)),
         "body_mutated": lambda i: (mutate(_msgpack_tick(i)), header.pack(1, 1, i, 0, 0, epoch)),
         "unknown_epoch": lambda i: (_msgpack_tick(i), header.pack(1, 1, i, 0, 0, epoch ^ 0x5A5A5A5A)),
