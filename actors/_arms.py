@@ -28,7 +28,7 @@ Design decisions (the brief is silent on them):
 - **Torque on without a jump.** Before enabling torque, ``Goal_Position`` is set to the present
   position, so a stale goal register never makes the arm leap at start-up.
 - ``disable_torque`` on a simulated arm holds the present pose (a MuJoCo position actuator has
-  no limp mode); documented in docs/hardware.md.
+  no limp mode); documented in README.md, "Supported hardware".
 """
 
 from __future__ import annotations

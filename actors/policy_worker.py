@@ -18,7 +18,7 @@ Theory of operation
   (``ctx.run_sync``, one at a time); torch's thread pool is bounded by ``torch_threads``
   (default 1) so control actors in the same process keep their rate. The GIL still costs the
   event loop a few ms per inference: for jitter-sensitive robots place the worker in its own
-  process/host (docs/policy-path.md).
+  process/host (README.md, "Running a policy on the robot").
 * **Readiness.** ``task_status.started()`` only after the policy is loaded and warmed up
   (``warmup`` calls), so the graph starts the merger against a worker that answers quickly.
 * **Several clients.** Every request names its ``client``. Each client has one latest-only

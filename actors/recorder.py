@@ -1,6 +1,6 @@
 """The ``recorder`` actor: records a graph's streams as LeRobotDataset v3 episodes (issue 7).
 
-Graph snippet (see ``docs/recording-actor.md``)::
+Graph snippet (see README.md, "Record a dataset")::
 
     [[actor]]
     id = "recorder"
