@@ -70,7 +70,9 @@ def model_fail(node: Node, failed: str, t: float) -> bool:
         return model_fail(node.parent, node.id, t)
     ids = [name(c) for c in node.children]
     index = ids.index(failed)
-    group = {"one_for_one": [index], "one_for_all": range(len(ids)), "rest_for_one": range(index, len(ids))}[node.strategy]
+    group = {"one_for_one": [index], "one_for_all": range(len(ids)), "rest_for_one": range(index, len(ids))}[
+        node.strategy
+    ]
     for i in group:
         child = node.children[i]
         node.restarts[name(child)] = node.restarts.get(name(child), 0) + 1
@@ -113,7 +115,9 @@ def build_real(spec: tuple, leaves: Leaves, sups: dict[str, Supervisor]) -> Supe
     children = [
         build_real(k, leaves, sups).child_spec() if isinstance(k, tuple) else leaves.spec(k) for k in kids
     ]
-    sups[sid] = Supervisor(sid, children, SupervisorFlags(strategy=strategy, intensity=intensity, period=period))
+    sups[sid] = Supervisor(
+        sid, children, SupervisorFlags(strategy=strategy, intensity=intensity, period=period)
+    )
     return sups[sid]
 
 

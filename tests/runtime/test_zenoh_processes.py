@@ -116,23 +116,23 @@ async def test_fuzzing_publisher_cannot_disturb_a_live_channel() -> None:
     with (
         open_session(ZenohSettings(listen=(endpoint,))) as session,
         open_zenoh_receiver(session, key, 1, "latest", message_type=Tick) as rx,
+        child("sender", endpoint, key) as sender,
     ):
-        with child("sender", endpoint, key) as sender:
-            ready = await _readline(sender)
-            epoch = int(ready.split()[1])
-            seen: list[int] = []
+        ready = await _readline(sender)
+        epoch = int(ready.split()[1])
+        seen: list[int] = []
 
-            async def consume() -> None:
-                while True:
-                    seen.append((await rx.receive()).n)
+        async def consume() -> None:
+            while True:
+                seen.append((await rx.receive()).n)
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(consume)
-                with child("spray", endpoint, key, str(epoch), str(count)) as sprayer:
-                    sprayed = json.loads(await _readline(sprayer))
-                await anyio.sleep(0.3)  # a few more good ticks after the storm
-                tg.cancel_scope.cancel()
-            stats = rx.statistics()  # before the sender child is killed
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            with child("spray", endpoint, key, str(epoch), str(count)) as sprayer:
+                sprayed = json.loads(await _readline(sprayer))
+            await anyio.sleep(0.3)  # a few more good ticks after the storm
+            tg.cancel_scope.cancel()
+        stats = rx.statistics()  # before the sender child is killed
     dropped = dict(stats.dropped)
     assert sprayed == dict.fromkeys(sprayed, count)
     for reason in ("header_size", "header_schema_version", "header_message_type", "unknown_epoch"):
@@ -158,18 +158,23 @@ async def test_third_party_zenoh_cli_reads_rtrun_traffic() -> None:
             cmd = [cli, "--mode", "client", "--connect", router_endpoint]
             cmd += ["--cfg", "scouting/multicast/enabled:false", "subscribe", "-k", "@rtrun/**"]
             cmd += ["--decoder", "base64"]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # noqa: ASYNC220 (spawning returns at once)
+            # Popen returns as soon as the child is forked: not a blocking wait.
+            proc = subprocess.Popen(  # noqa: ASYNC220
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
             try:
                 await anyio.sleep(1.5)  # the CLI process starts and declares its subscriber
-                with open_zenoh_receiver(b, key, 8, "block", message_type=Tick) as rx:
-                    with open_zenoh_sender(a, key) as tx:
-                        with anyio.fail_after(10):
-                            await tx.wait_for_receiver()
-                        for n in range(3):
-                            await tx.send(Tick(n=n))
-                        with anyio.fail_after(10):
-                            assert [(await rx.receive()).n for _ in range(3)] == [0, 1, 2]
-                        await anyio.sleep(0.5)
+                with (
+                    open_zenoh_receiver(b, key, 8, "block", message_type=Tick) as rx,
+                    open_zenoh_sender(a, key) as tx,
+                ):
+                    with anyio.fail_after(10):
+                        await tx.wait_for_receiver()
+                    for n in range(3):
+                        await tx.send(Tick(n=n))
+                    with anyio.fail_after(10):
+                        assert [(await rx.receive()).n for _ in range(3)] == [0, 1, 2]
+                    await anyio.sleep(0.5)
             finally:
                 os.kill(proc.pid, signal.SIGKILL)
                 out, _ = proc.communicate(timeout=10)

@@ -1,0 +1,390 @@
+"""rtrun's Zenoh wire format: the attachment header and the key-expression schema (sans-io).
+
+Nothing here imports Zenoh or does I/O; :mod:`rtrun._zenoh` and :mod:`rtrun._zenoh_channel` use
+these pure functions, and ``docs/zenoh.md`` documents the same layout for third-party clients.
+
+Attachment header
+-----------------
+Every sample rtrun publishes carries a 27-byte little-endian attachment, ``struct`` format
+``<HBQIqI``::
+
+    offset size type  field
+    0      2    u16   schema_version   HEADER_SCHEMA_VERSION (1); anything else is dropped
+    2      1    u8    message_type     a MessageType value (DATA, END_OF_STREAM, CREDIT, ...)
+    3      8    u64   sequence_id      per (sender, epoch) counter starting at 0; gaps = drops
+    11     4    u32   episode_id       episode the message belongs to (0 = none)
+    15     8    i64   sender_ns        sender's monotonic clock in ns; echoed opaquely, never
+                                       compared with another host's clock
+    23     4    u32   session_epoch    sender session epoch; a new process = a new epoch
+
+The payload (body) of a DATA sample is the kernel codec's msgpack encoding (``rtrun.encode``).
+Control samples (END_OF_STREAM, CREDIT) have the bodies documented on :class:`MessageType`.
+
+Key expressions
+---------------
+Every key is rooted at the *verbatim chunk* ``@rtrun`` followed by the graph name, so a stray
+``**`` subscription from another application never matches rtrun traffic (Zenoh wildcards do not
+match chunks starting with ``@``), while ``@rtrun/**`` matches every rtrun data key::
+
+    @rtrun/<graph>/<seg>/.../<seg>                 data samples of one channel
+    @rtrun/<graph>/<seg>/.../<seg>/@credit         receiver -> sender flow-control samples
+    @rtrun/<graph>/<seg>/.../<seg>/@tx/<epoch>     liveliness token of a live sender
+    @rtrun/<graph>/<seg>/.../<seg>/@rx/<id>        liveliness token of a live receiver
+    @rtrun/<graph>/@host/<host>[/<actor>]          liveliness token of a host / an actor
+
+System chunks start with ``@`` and therefore never collide with a user segment and are invisible
+to ``@rtrun/**`` subscribers (zenoh-cli sees data only).
+
+Sanitization rule (decision, the brief only asks that user segments be sanitized): a user segment
+must be non-empty, at most :data:`MAX_SEGMENT_LEN` bytes of UTF-8, and may contain only
+``[A-Za-z0-9_.-]``; everything else is *rejected* with :class:`KeyExprError` rather than escaped.
+Graph, actor, port and host names are identifiers chosen by the user in ``graph.toml``; silently
+rewriting them would make two different names collide on the wire, and a rejected name gives a
+clear error at validation time. Leading ``@`` (verbatim chunks), ``*``, ``$`` (Zenoh's ``$*``
+sub-chunk wildcard), ``/`` (level separator), ``#`` and ``?`` (selector syntax) are thus all
+impossible in user segments. Subscriber patterns may replace whole segments by ``*`` (single-level
+wildcard); ``**`` and ``$*`` are never produced.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._errors import RtrunError
+
+__all__ = [
+    "HEADER_SCHEMA_VERSION",
+    "HEADER_SIZE",
+    "KEY_ROOT",
+    "MAX_SEGMENT_LEN",
+    "CreditBody",
+    "Header",
+    "HeaderError",
+    "HeaderFields",
+    "KeyExprError",
+    "MessageType",
+    "channel_key",
+    "check_segment",
+    "credit_key",
+    "header_from_fields",
+    "host_token_key",
+    "host_token_pattern",
+    "id_from_token_key",
+    "pack_credit",
+    "pack_header",
+    "pack_header_fields",
+    "receiver_token_key",
+    "receiver_token_pattern",
+    "sender_token_key",
+    "sender_token_pattern",
+    "subscriber_pattern",
+    "unpack_credit",
+    "unpack_header",
+    "unpack_header_fields",
+]
+
+_HEADER = struct.Struct("<HBQIqI")
+HEADER_SIZE = _HEADER.size
+"""27 bytes: the packed size of the attachment header (checked at import below)."""
+assert HEADER_SIZE == 27, "the attachment header layout is a public wire contract"
+
+HEADER_SCHEMA_VERSION = 1
+"""Version of this header layout and of the key schema. Receivers drop any other version."""
+
+KEY_ROOT = "@rtrun"
+"""First chunk of every rtrun key: a verbatim chunk, matched only by itself."""
+
+MAX_SEGMENT_LEN = 128
+"""Longest user segment in bytes. Generous for names; keeps keys far below Zenoh's limits."""
+
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+_U8, _U16, _U32, _U64 = 0xFF, 0xFFFF, 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+class HeaderError(RtrunError, ValueError):
+    """An attachment header is malformed. ``reason`` is a stable drop-counter key.
+
+    Reasons: ``"size"`` (not 27 bytes), ``"schema_version"`` (unsupported version),
+    ``"message_type"`` (unknown message type), ``"field_range"`` (a value does not fit its field),
+    ``"credit_size"`` (a CREDIT body is not 16 bytes).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"invalid rtrun wire header ({reason}): {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class KeyExprError(RtrunError, ValueError):
+    """A name cannot be used as a key-expression segment; the message states the rule."""
+
+
+class MessageType(enum.IntEnum):
+    """The ``message_type`` byte: what kind of frame a sample is. 0 is reserved (invalid)."""
+
+    DATA = 1
+    """Body: one msgpack-encoded message (``rtrun.encode``). Consumes a sequence id."""
+    END_OF_STREAM = 2
+    """Body: empty. The sender closed its last clone. ``sequence_id`` = number of DATA samples
+    sent in this epoch (the next unused id), so the receiver can tell whether data is still in
+    flight. Sent reliably."""
+    CREDIT = 3
+    """Body: :class:`CreditBody` (16 bytes, ``<IiQ``). Receiver -> sender flow control on the
+    ``.../@credit`` key; ``session_epoch`` names the *sender* epoch it answers (0: none yet);
+    ``sequence_id`` is a per-receiver counter so a reordered older grant is ignored."""
+    END_OF_STREAM_ACK = 5
+    """Body: :class:`CreditBody`. The receiver processed END_OF_STREAM (on the ``@credit`` key):
+    everything sent before it was handled, so the sender's ``aclose()`` may return."""
+    RECEIVER_CLOSED = 4
+    """Body: :class:`CreditBody`. The receiving port was closed on purpose (on the ``@credit``
+    key): the sender raises ``BrokenResourceError`` once no receiver is left, like in-process."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Header:
+    """The decoded 27-byte attachment header of one sample."""
+
+    message_type: MessageType
+    """What kind of frame this is."""
+    sequence_id: int
+    """Per (sender, epoch) counter of DATA samples, starting at 0 (u64)."""
+    episode_id: int = 0
+    """Episode this message belongs to; 0 when not in an episode (u32)."""
+    sender_ns: int = 0
+    """Sender's monotonic clock in ns at send time (i64). Echo it, never compare across hosts."""
+    session_epoch: int = 0
+    """Epoch of the sending session (u32); see :mod:`rtrun._zenoh_channel`."""
+    schema_version: int = HEADER_SCHEMA_VERSION
+    """Header layout version (u16)."""
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise HeaderError("field_range", f"{name}={value!r} is not an integer")
+    if not low <= value <= high:
+        raise HeaderError("field_range", f"{name}={value} outside [{low}, {high}]")
+
+
+def pack_header(header: Header) -> bytes:
+    """Pack ``header`` into its 27-byte little-endian form; raises :class:`HeaderError`."""
+    return pack_header_fields(
+        int(header.message_type),
+        header.sequence_id,
+        header.episode_id,
+        header.sender_ns,
+        header.session_epoch,
+        header.schema_version,
+    )
+
+
+def pack_header_fields(
+    message_type: int,
+    sequence_id: int,
+    episode_id: int,
+    sender_ns: int,
+    session_epoch: int,
+    schema_version: int = HEADER_SCHEMA_VERSION,
+) -> bytes:
+    """Hot-path twin of :func:`pack_header` taking plain ints (no dataclass per message)."""
+    try:
+        return _HEADER.pack(schema_version, message_type, sequence_id, episode_id, sender_ns, session_epoch)
+    except struct.error as exc:  # struct range-checks every field against its C type
+        raise HeaderError("field_range", f"a header field does not fit its type: {exc}") from None
+
+
+HeaderFields = tuple[int, int, int, int, int, int]
+"""``(schema_version, message_type, sequence_id, episode_id, sender_ns, session_epoch)``."""
+
+_MESSAGE_TYPES = frozenset(int(t) for t in MessageType)
+
+
+def unpack_header_fields(data: bytes | bytearray | memoryview | None) -> HeaderFields:
+    """Hot-path twin of :func:`unpack_header`: validated plain fields, no dataclass."""
+    if data is None or len(data) != HEADER_SIZE:
+        size = "none" if data is None else f"{len(data)} bytes"
+        raise HeaderError("size", f"expected {HEADER_SIZE} bytes, got {size}")
+    fields: HeaderFields = _HEADER.unpack(data)
+    if fields[0] != HEADER_SCHEMA_VERSION:
+        raise HeaderError(
+            "schema_version", f"version {fields[0]} (this rtrun speaks {HEADER_SCHEMA_VERSION})"
+        )
+    if fields[1] not in _MESSAGE_TYPES:
+        raise HeaderError("message_type", f"unknown message type {fields[1]}")
+    return fields
+
+
+def header_from_fields(fields: HeaderFields) -> Header:
+    """Build the :class:`Header` of fields returned by :func:`unpack_header_fields`."""
+    version, mtype, seq, episode, sender_ns, epoch = fields
+    return Header(
+        message_type=MessageType(mtype),
+        sequence_id=seq,
+        episode_id=episode,
+        sender_ns=sender_ns,
+        session_epoch=epoch,
+        schema_version=version,
+    )
+
+
+def unpack_header(data: bytes | bytearray | memoryview | None) -> Header:
+    """Parse a received attachment. Raises :class:`HeaderError` naming the rule broken.
+
+    A missing attachment (``None``) is reported as ``size`` like any wrong length.
+    """
+    return header_from_fields(unpack_header_fields(data))
+
+
+_CREDIT = struct.Struct("<IiQ")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreditBody:
+    """Body of a CREDIT sample (``<IiQ``, 16 bytes): the receiver's flow-control grant.
+
+    The sender may have at most ``capacity`` DATA samples of the answered epoch beyond
+    ``consumed``: it may send sequence id ``s`` while ``s < consumed + capacity``.
+    """
+
+    receiver_id: int
+    """Random u32 identifying the receiving port instance (a restarted receiver has a new one)."""
+    capacity: int
+    """The receiving channel's capacity (i32, >= 0)."""
+    consumed: int
+    """Sequence ids below this were taken off the receiver's queue (or lost) (u64)."""
+
+
+def pack_credit(body: CreditBody) -> bytes:
+    """Pack a CREDIT body; raises :class:`HeaderError` (``field_range``) on bad values."""
+    _check_range("receiver_id", body.receiver_id, 0, _U32)
+    _check_range("capacity", body.capacity, 0, 2**31 - 1)
+    _check_range("consumed", body.consumed, 0, _U64)
+    return _CREDIT.pack(body.receiver_id, body.capacity, body.consumed)
+
+
+def unpack_credit(data: bytes | bytearray | memoryview) -> CreditBody:
+    """Parse a CREDIT body; raises :class:`HeaderError` (``credit_size``/``field_range``)."""
+    if len(data) != _CREDIT.size:
+        raise HeaderError("credit_size", f"expected {_CREDIT.size} bytes, got {len(data)}")
+    receiver_id, capacity, consumed = _CREDIT.unpack(data)
+    _check_range("capacity", capacity, 0, 2**31 - 1)
+    return CreditBody(receiver_id=receiver_id, capacity=capacity, consumed=consumed)
+
+
+# --- key expressions ------------------------------------------------------------------------
+
+
+def check_segment(segment: str, *, what: str = "segment") -> str:
+    """Return ``segment`` if it is a valid user key segment, else raise :class:`KeyExprError`.
+
+    Rule: non-empty, at most :data:`MAX_SEGMENT_LEN` bytes, characters ``[A-Za-z0-9_.-]`` only
+    (so no ``/ * $ # ? @``, no whitespace, no ``..``-only tricks matter since ``.`` is inert in
+    Zenoh key expressions).
+    """
+    if not isinstance(segment, str) or not segment:
+        raise KeyExprError(f"{what} {segment!r}: key segments must be non-empty strings")
+    if len(segment.encode()) > MAX_SEGMENT_LEN:
+        raise KeyExprError(f"{what} {segment!r}: key segments are at most {MAX_SEGMENT_LEN} bytes")
+    if _SEGMENT_RE.fullmatch(segment) is None:
+        raise KeyExprError(
+            f"{what} {segment!r}: key segments may only contain letters, digits, '_', '.' and '-'"
+            " (no '/', '*', '$', '#', '?', '@', spaces)"
+        )
+    return segment
+
+
+def _join(graph: str, segments: Sequence[str]) -> str:
+    if isinstance(segments, str):
+        raise KeyExprError("channel segments must be a sequence of names, not one string")
+    if not segments:
+        raise KeyExprError("a channel key needs at least one segment after the graph name")
+    parts = [check_segment(graph, what="graph name")]
+    parts += [check_segment(s, what="channel segment") for s in segments]
+    return "/".join([KEY_ROOT, *parts])
+
+
+def channel_key(graph: str, segments: Sequence[str]) -> str:
+    """Data key of one channel: ``@rtrun/<graph>/<seg>/...``.
+
+    The launcher's convention for a cross-host edge ``source = "cam/frames"`` feeding input
+    ``frames`` of actor ``policy`` is ``channel_key(graph, ["cam", "frames", "policy", "frames"])``
+    (one key per edge: the Zenoh channel is point-to-point like an in-process channel).
+    """
+    return _join(graph, segments)
+
+
+def subscriber_pattern(graph: str, segments: Sequence[str | None]) -> str:
+    """A subscriber pattern where ``None`` segments become single-level ``*`` wildcards.
+
+    ``subscriber_pattern("g", [None, "obs"]) == "@rtrun/g/*/obs"``. ``**`` is never produced.
+    """
+    if isinstance(segments, str) or not segments:
+        raise KeyExprError("a pattern needs a non-empty sequence of segments (None = '*')")
+    parts = [check_segment(graph, what="graph name")]
+    parts += ["*" if s is None else check_segment(s, what="pattern segment") for s in segments]
+    return "/".join([KEY_ROOT, *parts])
+
+
+def _check_channel_key(key: str) -> str:
+    chunks = key.split("/")
+    if len(chunks) < 3 or chunks[0] != KEY_ROOT:
+        raise KeyExprError(f"{key!r}: channel keys look like '{KEY_ROOT}/<graph>/<segment>...'")
+    for chunk in chunks[1:]:
+        check_segment(chunk, what="channel key chunk")
+    return key
+
+
+def credit_key(data_key: str) -> str:
+    """Flow-control key of a channel: ``<data_key>/@credit`` (receiver -> sender)."""
+    return f"{_check_channel_key(data_key)}/@credit"
+
+
+def sender_token_key(data_key: str, epoch: int) -> str:
+    """Liveliness key of a live sender of ``data_key`` in session epoch ``epoch``."""
+    _check_range("session_epoch", epoch, 0, _U32)
+    return f"{_check_channel_key(data_key)}/@tx/{epoch:08x}"
+
+
+def sender_token_pattern(data_key: str) -> str:
+    """Liveliness pattern matching every sender token of ``data_key``."""
+    return f"{_check_channel_key(data_key)}/@tx/*"
+
+
+def receiver_token_key(data_key: str, receiver_id: int) -> str:
+    """Liveliness key of a live receiving port (``receiver_id``: random u32) of ``data_key``."""
+    _check_range("receiver_id", receiver_id, 0, _U32)
+    return f"{_check_channel_key(data_key)}/@rx/{receiver_id:08x}"
+
+
+def receiver_token_pattern(data_key: str) -> str:
+    """Liveliness pattern matching every receiver token of ``data_key``."""
+    return f"{_check_channel_key(data_key)}/@rx/*"
+
+
+def id_from_token_key(token_key: str) -> int:
+    """The epoch / receiver id (8 hex digits) ending a token key; raises :class:`KeyExprError`."""
+    head, sep, tail = token_key.rpartition("/")
+    if not sep or not head or len(tail) != 8:
+        raise KeyExprError(f"{token_key!r}: channel tokens end with '/<8 hex digits>'")
+    try:
+        return int(tail, 16)
+    except ValueError:
+        raise KeyExprError(f"{token_key!r}: the last chunk must be 8 hex digits") from None
+
+
+def host_token_key(graph: str, host: str, actor: str | None = None) -> str:
+    """Presence token of a host (``@rtrun/<graph>/@host/<host>``) or one of its actors."""
+    parts = [KEY_ROOT, check_segment(graph, what="graph name"), "@host"]
+    parts.append(check_segment(host, what="host name"))
+    if actor is not None:
+        parts.append(check_segment(actor, what="actor name"))
+    return "/".join(parts)
+
+
+def host_token_pattern(graph: str) -> str:
+    """Liveliness pattern matching every host-level token of ``graph`` (not actor tokens)."""
+    return f"{KEY_ROOT}/{check_segment(graph, what='graph name')}/@host/*"

@@ -1,0 +1,93 @@
+"""A channel whose two ends live in different processes/hosts, carried by Zenoh.
+
+Theory of operation
+-------------------
+``open_zenoh_sender(session, key, policy=...)`` and ``open_zenoh_receiver(session, key, capacity,
+policy)`` return ports with the in-process interface (``send``/``send_nowait``/``clone``/
+``close``/``aclose``/``statistics``; ``receive``/``receive_nowait``/``async for``). One key =
+one channel = one edge of the graph (point-to-point); clones of the sender share one sequence
+counter, so fan-in inside a process is one logical sender.
+
+Data path. ``send`` encodes the item (kernel codec), stamps the 27-byte header (DATA, sequence
+id, episode, sender time, session epoch) and ``put``\\s it with the channel's QoS (congestion
+``drop``: a publisher never blocks). On the receiving side a Zenoh thread runs the subscriber
+callback, which parses the header, decodes the body and deposits the item into the receiving
+port's bounded deque under a :class:`~rtrun._bridge.ThreadBridge` lock, applying the channel
+policy there: capacity and policy are enforced on the receiving side, every drop counted. Bad
+input (wrong header size/version/type, undecodable body, unknown tag, wrong message class) is
+dropped in the callback, counted per reason (``header_*``/``body_*`` in ``dropped``) and logged
+at most once per reason per :data:`LOG_INTERVAL_S`; the receiving actor never sees it.
+
+Sequence gaps. Within one epoch, sequence ids arrive in order (one publisher, one priority lane).
+A jump from the expected id to a higher one counts the missing ones as ``sequence_gap`` drops; an
+older id is ``stale_sequence``. So ``sent == received + queued + sum(dropped)`` holds on the
+receiving side, where ``sent`` counts every sample that arrived on the key plus the gaps.
+
+``block`` across the wire: credit-based flow control. The receiving port publishes CREDIT
+samples on ``<key>/@credit`` (reliable, ``interactive_high`` lane, express): "I have consumed
+every sequence id below ``consumed``; my window is ``capacity``". A sender with policy ``block``
+may publish id ``s`` only while ``s < consumed + window`` for every live receiver, so a full
+receiver makes ``send`` wait in the *sender's event loop* -- end-to-end backpressure without
+blocking a Zenoh thread or a publisher. Credits are sent when a sender appears (from the Zenoh
+thread), after each item taken off a ``block`` channel, and every :data:`CREDIT_REFRESH_S`
+while a receiver waits (recovering a lost credit). Capacity 0 (rendezvous) grants a window of 1
+only while a ``receive`` is waiting. Grants are cumulative and numbered, so a lost or reordered
+grant never deadlocks or shrinks the window. Other policies never wait: the sender publishes and
+the receiver's policy decides.
+
+Presence, epochs, faults. Each sender declares a liveliness token ``<key>/@tx/<epoch>``; each
+receiving port ``<key>/@rx/<id>``. A receiver adopts the epoch of a live sender token; when a
+newer epoch appears (the sender's process restarted) the old one is retired: queued and late
+messages from it are dropped as ``stale_epoch``. When the current sender's token vanishes
+without an END_OF_STREAM (process killed: 1-2 ms; hung: the sender's lease), queued items are
+dropped (``peer_vanished``) and the next ``receive`` raises ``BrokenResourceError`` *once*; later
+receives wait for a new epoch (the supervisor was told; the launcher restarts the far side).
+Data from an epoch without a live token is accepted only while no sender is live (startup race),
+otherwise dropped as ``unknown_epoch``, so stray or forged traffic cannot hijack a channel.
+
+End of stream. When the last sender clone closes, an END_OF_STREAM sample carrying the number of
+DATA samples sent is published reliably on the data lane (same priority, so it follows the data).
+``aclose()`` publishes it from a worker thread with congestion ``block`` and then waits for the
+receiver's END_OF_STREAM_ACK (both bounded by ``EOS_BLOCK_TIMEOUT_S``), so a process that exits
+right after closing is never mistaken for a crashed one; the sync ``close()`` never blocks and
+relies on re-publication: a closed sender re-publishes END_OF_STREAM whenever a receiver's credit
+refresh arrives. The receiver delivers everything still queued, waits up to ``EOS_GRACE_S`` for
+data still in flight, counts the rest as ``sequence_gap`` and then raises ``EndOfStream``. The
+sender's token stays declared until its session closes. A receiving port closed on purpose
+publishes RECEIVER_CLOSED; once no receiver is left, ``send`` raises ``BrokenResourceError`` as
+in-process. A receiver that *vanished* does not break the sender (its host will be restarted):
+``block`` senders wait, others keep publishing.
+
+Module layout: this module is the façade and the design; ``_zenoh_port`` holds the shared
+pieces (codec, constants, port base), ``_zenoh_sender`` / ``_zenoh_receiver`` the two ends.
+
+Decisions: samples are not authenticated (use Zenoh TLS/ACLs); header timestamps come from
+``anyio.current_time()`` (opaque, echoed, never compared across hosts); bad-input log throttling
+uses ``time.monotonic`` on Zenoh threads (diagnostics only, no runtime semantics).
+"""
+
+from __future__ import annotations
+
+from ._zenoh_port import (
+    CREDIT_REFRESH_S,
+    EOS_BLOCK_TIMEOUT_S,
+    EOS_GRACE_S,
+    LOG_INTERVAL_S,
+    Codec,
+    kernel_codec,
+)
+from ._zenoh_receiver import ZenohReceivePort, open_zenoh_receiver
+from ._zenoh_sender import ZenohSendPort, open_zenoh_sender
+
+__all__ = [
+    "CREDIT_REFRESH_S",
+    "EOS_BLOCK_TIMEOUT_S",
+    "EOS_GRACE_S",
+    "LOG_INTERVAL_S",
+    "Codec",
+    "ZenohReceivePort",
+    "ZenohSendPort",
+    "kernel_codec",
+    "open_zenoh_receiver",
+    "open_zenoh_sender",
+]

@@ -1,0 +1,130 @@
+"""Shared pieces of the Zenoh channel ports (see :mod:`rtrun._zenoh_channel` for the design)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+from anyio.lowlevel import checkpoint
+
+from ._channel import POLICIES
+from ._errors import ChannelError
+from ._wire import MessageType, pack_header_fields
+
+__all__ = [
+    "CREDIT_REFRESH_S",
+    "DEAD_EPOCHS_KEPT",
+    "EOS_BLOCK_TIMEOUT_S",
+    "EOS_GRACE_S",
+    "FRESH",
+    "LOG_INTERVAL_S",
+    "Codec",
+    "LogThrottle",
+    "PortBase",
+    "check_policy",
+    "header_bytes",
+    "kernel_codec",
+    "log",
+]
+
+T = TypeVar("T")
+log = logging.getLogger("rtrun.zenoh")
+
+EOS_GRACE_S: Final = 1.0
+"""After END_OF_STREAM, how long to wait for DATA still in flight before counting it lost. Data
+and END_OF_STREAM share a lane, so in practice nothing is waited for; 1 s covers retransmission."""
+EOS_BLOCK_TIMEOUT_S: Final = 2.0
+"""``aclose()`` waits at most this long for Zenoh queue room to publish END_OF_STREAM (queues
+drain in well under a millisecond unless the peer is hung; then its lease decides anyway)."""
+CREDIT_REFRESH_S: Final = 1.0
+"""A waiting receiver re-announces its grant this often (recovers a lost credit or EOS)."""
+LOG_INTERVAL_S: Final = 10.0
+"""Bad input of one reason is logged at most once per this interval per port."""
+DEAD_EPOCHS_KEPT: Final = 16
+"""Retired epochs remembered per receiver (restarts within one run; far more than plausible)."""
+FRESH: Final = 0xFFFF_FFFF_FFFF_FFFF  # CREDIT.consumed of a receiver that has seen no data yet
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Codec:
+    """How items become bodies and back. Default: the kernel codec (``rtrun.encode/decode``)."""
+
+    encode: Callable[[Any], bytes]
+    """Item -> body bytes (raise ``EncodeError`` on a bad item)."""
+    decode: Callable[[bytes], Any]
+    """Body bytes -> item (raise ``DecodeError`` with a ``reason`` on bad input)."""
+
+
+def kernel_codec(message_type: type | None) -> Codec:
+    """The kernel codec, optionally requiring one message class on decode."""
+    from ._codec import decode, encode
+
+    return Codec(encode=encode, decode=lambda body: decode(body, expected=message_type))
+
+
+def check_policy(capacity: int, policy: str) -> None:
+    """Raise :class:`ChannelError` for an invalid capacity/policy pair (as ``open_channel``)."""
+    if policy not in POLICIES:
+        raise ChannelError(f"unknown channel policy {policy!r}; expected one of {POLICIES}")
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+        raise ChannelError(f"channel capacity must be an integer >= 0, got {capacity!r}")
+    if policy == "latest" and capacity != 1:
+        raise ChannelError(f"policy 'latest' is a one-slot mailbox: capacity must be 1, got {capacity}")
+    if policy in ("drop_oldest", "drop_newest") and capacity < 1:
+        raise ChannelError(f"policy {policy!r} needs capacity >= 1 (it never waits), got {capacity}")
+
+
+class LogThrottle:
+    """Logs one line per reason per :data:`LOG_INTERVAL_S` (called on Zenoh threads)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.last: dict[str, float] = {}
+
+    def __call__(self, reason: str, detail: str) -> None:
+        now = time.monotonic()
+        if now - self.last.get(reason, -LOG_INTERVAL_S) >= LOG_INTERVAL_S:
+            self.last[reason] = now
+            log.warning("%s: dropped bad input (%s): %s", self.where, reason, detail)
+
+
+def header_bytes(mtype: MessageType, seq: int, epoch: int, episode: int = 0, ns: int = 0) -> bytes:
+    """Pack one attachment header (hot path: plain ints)."""
+    return pack_header_fields(mtype, seq, episode, ns, epoch)
+
+
+class PortBase:
+    __slots__ = ("__weakref__", "_closed")
+
+    def __init__(self) -> None:
+        raise TypeError(f"{type(self).__name__} has no public constructor; use open_zenoh_*()")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close this port (a checkpoint); same effect as ``close()``."""
+        self.close()  # type: ignore[attr-defined]
+        await checkpoint()
+
+    @property
+    def closed(self) -> bool:
+        """Whether this port clone has been closed."""
+        return self._closed

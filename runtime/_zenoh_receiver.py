@@ -1,0 +1,467 @@
+"""The receiving end of a Zenoh channel (design: :mod:`rtrun._zenoh_channel`).
+
+Methods named ``_on_*`` run on Zenoh threads: they only parse, decode and deposit under the
+bridge lock. Everything else runs in the event loop.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, Generic, TypeVar
+
+import anyio
+from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, WouldBlock
+from anyio.lowlevel import checkpoint
+
+from ._bridge import ThreadBridge
+from ._channel import ChannelStatistics, Policy
+from ._errors import DecodeError, TransportError
+from ._wire import (
+    CreditBody,
+    Header,
+    HeaderError,
+    HeaderFields,
+    KeyExprError,
+    MessageType,
+    credit_key,
+    header_from_fields,
+    id_from_token_key,
+    pack_credit,
+    receiver_token_key,
+    sender_token_pattern,
+    unpack_header_fields,
+)
+from ._zenoh import QOS_CONTROL, ZenohSession
+from ._zenoh_port import (
+    CREDIT_REFRESH_S,
+    DEAD_EPOCHS_KEPT,
+    EOS_GRACE_S,
+    FRESH,
+    Codec,
+    LogThrottle,
+    PortBase,
+    check_policy,
+    header_bytes,
+    kernel_codec,
+    log,
+)
+
+__all__ = ["ZenohReceivePort", "open_zenoh_receiver"]
+
+T = TypeVar("T")
+
+MAX_SEQUENCE_JUMP: Final = 1 << 24
+"""A forward jump larger than this within one epoch is implausible (16 M lost samples without a
+lease expiry): the sample is dropped as ``header_sequence_jump`` unless the next one continues
+from it (then the receiver resynchronizes). One forged sample cannot wedge a channel."""
+
+_OVERFLOW = {
+    "drop_newest": "overflow_newest",
+    "drop_oldest": "overflow_oldest",
+    "latest": "superseded",
+    "block": "credit_violation",
+}
+
+Item = tuple[int, HeaderFields, Any]  # (sequence id, header fields, decoded item)
+_DATA: Final = int(MessageType.DATA)
+_EOS: Final = int(MessageType.END_OF_STREAM)
+
+
+@dataclass(eq=False)
+class _ReceiverCore:
+    session: ZenohSession
+    key: str
+    capacity: int
+    policy: str
+    codec: Codec
+    throttle: LogThrottle
+    bridge: ThreadBridge = field(default_factory=ThreadBridge)
+    rid: int = field(default_factory=lambda: secrets.randbits(32))
+    buffer: deque[Item] = field(default_factory=deque)
+    epoch: int | None = None
+    expected: int | None = None
+    jump_to: int | None = None
+    live: set[int] = field(default_factory=set)
+    dead: deque[int] = field(default_factory=lambda: deque(maxlen=DEAD_EPOCHS_KEPT))
+    eos: int | None = None
+    eos_deadline: float | None = None
+    broken_pending: bool = False
+    arrived: int = 0
+    received: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    open_clones: int = 0
+    waiting: int = 0
+    credit_counter: int = 0
+    last_header: HeaderFields | None = None
+    resources: list[Any] = field(default_factory=list)
+    credit_pub: Any = None
+    wait_lock: anyio.Lock | None = None
+    closed: bool = False
+
+    def open(self) -> None:
+        s, key = self.session, self.key
+        self.credit_pub = s.declare_publisher(credit_key(key), QOS_CONTROL)
+        self.resources.append(self.credit_pub)
+        self.resources.append(s.declare_subscriber(key, self._on_data))
+        self.resources.append(s.declare_token(receiver_token_key(key, self.rid)))
+        self.resources.append(
+            s.declare_liveliness_subscriber(sender_token_pattern(key), self._on_sender_token)
+        )
+
+    def drop_locked(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def _bad(self, reason: str, detail: str) -> None:
+        with self.bridge.lock:
+            self.arrived += 1
+            self.drop_locked(reason)
+        self.throttle(reason, detail)
+
+    # Zenoh threads -----------------------------------------------------------------------
+    def _on_data(self, payload: bytes, attachment: bytes | None) -> None:
+        try:
+            header = unpack_header_fields(attachment)
+        except HeaderError as exc:
+            return self._bad(f"header_{exc.reason}", str(exc))
+        if header[1] == _EOS:
+            return self._on_eos(header)
+        if header[1] != _DATA:
+            return self._bad("header_unexpected_type", f"message type {header[1]} on a data key")
+        try:
+            item = self.codec.decode(payload)
+        except DecodeError as exc:
+            return self._bad(f"body_{exc.reason}", str(exc))
+        with self.bridge.lock:
+            self._deposit_locked(header, item)
+
+    def _deposit_locked(self, header: HeaderFields, item: Any) -> None:
+        self.arrived += 1
+        verdict = self._accept_epoch_locked(header[5])
+        if verdict is None:
+            verdict = self._check_sequence_locked(header[2])
+        if verdict is None and self.closed:
+            verdict = "receiver_closed"
+        if verdict is not None:
+            self.drop_locked(verdict)
+            return
+        if len(self.buffer) >= max(self.capacity, 1):
+            self.drop_locked(_OVERFLOW[self.policy])
+            if self.policy in ("drop_newest", "block"):
+                return
+            self.buffer.popleft()
+        self.buffer.append((header[2], header, item))
+        self.bridge.notify_locked()
+
+    def _check_sequence_locked(self, seq: int) -> str | None:
+        expected = self.expected
+        if expected is not None and seq < expected:
+            return "stale_sequence"
+        if expected is not None and seq - expected > MAX_SEQUENCE_JUMP and seq != self.jump_to:
+            self.jump_to = seq + 1
+            return "header_sequence_jump"
+        if expected is not None and seq != self.jump_to and seq > expected:
+            self.arrived += seq - expected
+            self.drop_locked("sequence_gap", seq - expected)
+        self.expected, self.jump_to = seq + 1, None
+        return None
+
+    def _accept_epoch_locked(self, epoch: int) -> str | None:
+        if epoch == self.epoch:
+            return None
+        if epoch in self.dead:
+            return "stale_epoch"
+        if epoch in self.live or self.epoch is None or self.epoch not in self.live:
+            self._adopt_locked(epoch)
+            return None
+        return "unknown_epoch"
+
+    def _adopt_locked(self, epoch: int) -> None:
+        if self.epoch is not None and self.epoch not in self.dead:
+            self.dead.append(self.epoch)
+        if self.buffer:
+            self.drop_locked("stale_epoch", len(self.buffer))
+            self.buffer.clear()
+        self.epoch, self.expected, self.jump_to = epoch, None, None
+        self.eos = self.eos_deadline = None
+
+    def _on_eos(self, header: HeaderFields) -> None:
+        with self.bridge.lock:
+            if self._accept_epoch_locked(header[5]) is not None:
+                return
+            self.eos = header[2]
+            self.bridge.notify_locked()
+            ack = self.credit_locked(MessageType.END_OF_STREAM_ACK)
+        self.publish(ack)
+
+    def _on_sender_token(self, token_key: str, alive: bool) -> None:
+        try:
+            epoch = id_from_token_key(token_key)
+        except KeyExprError:  # not an rtrun sender token: ignore it
+            return
+        with self.bridge.lock:
+            if alive:
+                self._sender_appeared_locked(epoch)
+                credit = self.credit_locked()
+            else:
+                self._sender_vanished_locked(epoch)
+                credit = None
+            self.bridge.notify_locked()
+        if credit is not None:
+            self.publish(credit)
+
+    def _sender_appeared_locked(self, epoch: int) -> None:
+        if epoch in self.dead:  # a partition healed: same process, same epoch -> resume
+            self.dead.remove(epoch)
+        self.live.add(epoch)
+        if epoch != self.epoch:
+            self._adopt_locked(epoch)
+
+    def _sender_vanished_locked(self, epoch: int) -> None:
+        self.live.discard(epoch)
+        if epoch != self.epoch or self.eos is not None:
+            return
+        self.dead.append(epoch)
+        if self.buffer:
+            self.drop_locked("peer_vanished", len(self.buffer))
+            self.buffer.clear()
+        self.epoch = self.expected = None
+        self.broken_pending = True
+        log.warning("%s: sender (epoch %08x) vanished", self.key, epoch)
+
+    # both sides ---------------------------------------------------------------------------
+    def credit_locked(self, mtype: MessageType = MessageType.CREDIT) -> tuple[bytes, bytes]:
+        """Build a grant (see the design): lowest sequence id possibly still buffered + window."""
+        self.credit_counter += 1
+        consumed = FRESH if self.expected is None else self.expected
+        if self.buffer:
+            consumed = self.buffer[0][0]
+        window = self.capacity if self.capacity > 0 else (1 if self.waiting else 0)
+        body = pack_credit(CreditBody(receiver_id=self.rid, capacity=window, consumed=consumed))
+        return header_bytes(mtype, self.credit_counter, self.epoch or 0), body
+
+    def publish(self, credit: tuple[bytes, bytes]) -> None:
+        attachment, body = credit
+        try:
+            self.credit_pub.put(body, attachment)
+        except TransportError:  # session closed: nobody left to tell
+            log.debug("%s: credit not sent (session closed)", self.key)
+
+    # event loop ---------------------------------------------------------------------------
+    def take_locked(self, now: float) -> tuple[Any, tuple[bytes, bytes] | None]:
+        if self.broken_pending:
+            self.broken_pending = False
+            raise BrokenResourceError(f"the sender of {self.key!r} vanished")
+        if self.buffer:
+            _, header, item = self.buffer.popleft()
+            self.received += 1
+            self.last_header = header
+            credit = self.credit_locked() if self.policy == "block" else None
+            return item, credit
+        if self.eos is not None and self._eos_reached_locked(now):
+            raise EndOfStream
+        raise WouldBlock
+
+    def _eos_reached_locked(self, now: float) -> bool:
+        assert self.eos is not None
+        if self.expected is None or self.expected >= self.eos:
+            return True
+        if self.eos_deadline is None:
+            self.eos_deadline = now + EOS_GRACE_S
+            return False
+        if now < self.eos_deadline:
+            return False
+        self.arrived += self.eos - self.expected
+        self.drop_locked("sequence_gap", self.eos - self.expected)
+        self.expected = self.eos
+        return True
+
+    def ready_locked(self) -> bool:
+        eos_now = self.eos is not None and (self.expected is None or self.expected >= self.eos)
+        return self.closed or self.broken_pending or bool(self.buffer) or eos_now
+
+    def statistics(self) -> ChannelStatistics:
+        with self.bridge.lock:
+            sender_open = self.epoch in self.live and self.eos is None
+            return ChannelStatistics(
+                capacity=self.capacity,
+                policy=self.policy,
+                sent=self.arrived,
+                received=self.received,
+                dropped=MappingProxyType(dict(self.dropped)),
+                queued=len(self.buffer),
+                open_send_ports=int(sender_open),
+                open_receive_ports=self.open_clones,
+                tasks_waiting_send=0,
+                tasks_waiting_receive=self.waiting,
+            )
+
+    def close_clone(self) -> None:
+        with self.bridge.lock:
+            self.open_clones -= 1
+            if self.open_clones:
+                self.bridge.notify_locked()
+                return
+            self.closed = True
+            if self.buffer:
+                self.drop_locked("receiver_closed", len(self.buffer))
+                self.buffer.clear()
+            goodbye = self.credit_locked(MessageType.RECEIVER_CLOSED)
+        self.publish(goodbye)
+        for resource in reversed(self.resources):
+            resource.close()
+        self.bridge.close()
+
+
+class ZenohReceivePort(PortBase, Generic[T]):
+    """Receiving end of a cross-host channel; same interface as :class:`rtrun.ReceivePort`."""
+
+    __slots__ = ("_core",)
+
+    @classmethod
+    def _create(cls, core: _ReceiverCore) -> ZenohReceivePort[T]:
+        port = object.__new__(cls)
+        port._core, port._closed = core, False
+        with core.bridge.lock:
+            core.open_clones += 1
+        return port
+
+    def receive_nowait(self) -> T:
+        """Receive without waiting. Raises ClosedResourceError, BrokenResourceError (once per
+        vanished sender), EndOfStream (sender closed, all delivered) or WouldBlock."""
+        if self._closed:
+            raise ClosedResourceError
+        core = self._core
+        now = anyio.current_time()
+        with core.bridge.lock:
+            item, credit = core.take_locked(now)
+        if credit is not None:
+            core.publish(credit)
+        return item  # type: ignore[no-any-return]
+
+    async def receive(self) -> T:
+        """Receive the next item, waiting if needed. Always a checkpoint."""
+        await checkpoint()
+        try:
+            return self.receive_nowait()
+        except WouldBlock:
+            pass
+        core = self._core
+        if core.wait_lock is None:
+            core.wait_lock = anyio.Lock()
+        try:  # uncontended fast path: one receiving task is the normal case
+            core.wait_lock.acquire_nowait()
+        except WouldBlock:
+            await core.wait_lock.acquire()
+        try:
+            return await self._wait_and_take(core)
+        finally:
+            core.wait_lock.release()
+
+    async def _wait_and_take(self, core: _ReceiverCore) -> T:
+        with core.bridge.lock:
+            core.waiting += 1
+            credit = core.credit_locked() if core.capacity == 0 else None
+        try:
+            if credit is not None:
+                core.publish(credit)  # rendezvous: "one item welcome now"
+            while True:
+                try:
+                    return self.receive_nowait()
+                except WouldBlock:
+                    pass
+                await self._park(core)
+        finally:
+            with core.bridge.lock:
+                core.waiting -= 1
+
+    async def _park(self, core: _ReceiverCore) -> None:
+        def ready() -> bool:
+            return self._closed or core.ready_locked()
+
+        if core.policy != "block" and core.eos_deadline is None:
+            await core.bridge.wait_until(ready)  # no timer needed: the hot path stays cheap
+            return
+        timeout = CREDIT_REFRESH_S
+        if core.eos_deadline is not None:
+            timeout = max(0.0, min(timeout, core.eos_deadline - anyio.current_time()))
+        with anyio.move_on_after(timeout) as scope:
+            await core.bridge.wait_until(ready)
+        if scope.cancelled_caught and core.eos is None:
+            with core.bridge.lock:
+                credit = core.credit_locked()
+            core.publish(credit)
+
+    async def wait_for_sender(self) -> None:
+        """Wait until a sender of this key is live (its token was seen)."""
+        await checkpoint()
+        core = self._core
+        await core.bridge.wait_until(lambda: core.epoch is not None and core.epoch in core.live)
+
+    @property
+    def last_header(self) -> Header | None:
+        """Attachment header of the item most recently returned (episode, sender time...)."""
+        fields = self._core.last_header
+        return None if fields is None else header_from_fields(fields)
+
+    def clone(self) -> ZenohReceivePort[T]:
+        """Another receive port on the same channel (competing consumers)."""
+        if self._closed:
+            raise ClosedResourceError
+        return ZenohReceivePort._create(self._core)
+
+    def close(self) -> None:
+        """Close this clone (idempotent); the last one tells the sender (RECEIVER_CLOSED)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._core.close_clone()
+
+    def statistics(self) -> ChannelStatistics:
+        """Receiver-side snapshot: ``sent`` counts arrivals plus sequence gaps."""
+        return self._core.statistics()
+
+    @property
+    def key(self) -> str:
+        """The data key expression."""
+        return self._core.key
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self.receive()
+        except EndOfStream:
+            raise StopAsyncIteration from None
+
+
+def open_zenoh_receiver(
+    session: ZenohSession,
+    key: str,
+    capacity: int,
+    policy: Policy,
+    *,
+    message_type: type | None = None,
+    codec: Codec | None = None,
+) -> ZenohReceivePort[Any]:
+    """Open the receiving end of the cross-host channel ``key`` with ``capacity``/``policy``.
+
+    ``message_type`` restricts decoding to one message class (others are dropped as
+    ``body_wrong_type``); ``codec`` replaces the kernel codec (tests, foreign payloads).
+    """
+    check_policy(capacity, policy)
+    core = _ReceiverCore(
+        session=session,
+        key=key,
+        capacity=capacity,
+        policy=policy,
+        codec=codec or kernel_codec(message_type),
+        throttle=LogThrottle(key),
+    )
+    port: ZenohReceivePort[Any] = ZenohReceivePort._create(core)
+    core.open()
+    return port

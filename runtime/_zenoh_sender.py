@@ -1,0 +1,345 @@
+"""The sending end of a Zenoh channel (design: :mod:`rtrun._zenoh_channel`)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+import anyio
+from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
+from anyio.lowlevel import checkpoint
+
+from ._bridge import ThreadBridge
+from ._channel import ChannelStatistics, Policy
+from ._errors import TransportError
+from ._wire import (
+    CreditBody,
+    Header,
+    HeaderError,
+    KeyExprError,
+    MessageType,
+    credit_key,
+    id_from_token_key,
+    receiver_token_pattern,
+    sender_token_key,
+    unpack_credit,
+    unpack_header,
+)
+from ._zenoh import Qos, ZenohSession
+from ._zenoh_port import (
+    EOS_BLOCK_TIMEOUT_S,
+    FRESH,
+    Codec,
+    PortBase,
+    check_policy,
+    header_bytes,
+    kernel_codec,
+    log,
+)
+
+__all__ = ["ZenohSendPort", "open_zenoh_sender"]
+
+T = TypeVar("T")
+
+
+# -----------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Grant:
+    consumed: int | None = None  # None: no credit yet
+    window: int = 0
+    counter: int = -1
+
+
+@dataclass(eq=False)
+class _SenderCore:
+    session: ZenohSession
+    key: str
+    policy: str
+    qos: Qos
+    codec: Codec
+    bridge: ThreadBridge = field(default_factory=ThreadBridge)
+    seq: int = 0
+    open_clones: int = 0
+    receivers: dict[int, _Grant] = field(default_factory=dict)
+    closed_receivers: set[int] = field(default_factory=set)
+    dropped: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0
+    eos_sent: bool = False
+    eos_acked: bool = False
+    episode_id: int = 0
+    resources: list[Any] = field(default_factory=list)
+    publisher: Any = None
+    eos_publisher: Any = None
+    eos_block_publisher: Any = None
+    wait_lock: anyio.Lock | None = None
+
+    def open(self) -> None:
+        s, key = self.session, self.key
+        self.publisher = s.declare_publisher(key, self.qos)
+        # END_OF_STREAM rides the data lane (same priority, reliable) so it arrives after the
+        # data; the BLOCK twin is used only from a worker thread by aclose() (see there).
+        lane = {"reliability": "reliable", "priority": self.qos.priority, "express": self.qos.express}
+        self.eos_publisher = s.declare_publisher(key, Qos(**lane))  # type: ignore[arg-type]
+        self.eos_block_publisher = s.declare_publisher(
+            key,
+            Qos(congestion="block", data=False, **lane),  # type: ignore[arg-type]
+        )
+        self.resources += [self.publisher, self.eos_publisher, self.eos_block_publisher]
+        self.resources.append(s.declare_subscriber(credit_key(key), self._on_credit))
+        self.resources.append(
+            s.declare_liveliness_subscriber(receiver_token_pattern(key), self._on_receiver_token)
+        )
+        self.resources.append(s.declare_token(sender_token_key(key, s.epoch)))
+
+    # Zenoh threads -----------------------------------------------------------------------
+    def _on_receiver_token(self, token_key: str, alive: bool) -> None:
+        try:
+            rid = id_from_token_key(token_key)
+        except KeyExprError:  # not an rtrun receiver token: ignore it
+            return
+        with self.bridge.lock:
+            if alive and rid not in self.closed_receivers:
+                self.receivers.setdefault(rid, _Grant())
+            elif not alive:
+                self.receivers.pop(rid, None)
+            self.bridge.notify_locked()
+
+    def _on_credit(self, payload: bytes, attachment: bytes | None) -> None:
+        try:
+            header = unpack_header(attachment)
+            body = unpack_credit(payload)
+        except HeaderError as exc:
+            with self.bridge.lock:
+                self.dropped[f"control_{exc.reason}"] = self.dropped.get(f"control_{exc.reason}", 0) + 1
+            return
+        resend_eos = False
+        with self.bridge.lock:
+            rid = body.receiver_id
+            if header.message_type is MessageType.RECEIVER_CLOSED:
+                self.receivers.pop(rid, None)
+                self.closed_receivers.add(rid)
+            elif header.message_type is MessageType.END_OF_STREAM_ACK:
+                self.eos_acked = self.eos_acked or (
+                    header.session_epoch == self.session.epoch and self.eos_sent
+                )
+            elif header.message_type is MessageType.CREDIT and rid not in self.closed_receivers:
+                self._apply_credit_locked(header, body)
+                resend_eos = self.eos_sent and not self.eos_acked
+            self.bridge.notify_locked()
+        if resend_eos:
+            self._publish_eos()
+
+    def _apply_credit_locked(self, header: Header, body: CreditBody) -> None:
+        grant = self.receivers.setdefault(body.receiver_id, _Grant())
+        if header.sequence_id <= grant.counter:
+            return  # an older grant overtaken by a newer one
+        grant.counter = header.sequence_id
+        grant.window = body.capacity
+        if body.consumed == FRESH or header.session_epoch != self.session.epoch:
+            grant.consumed = self.seq if grant.consumed is None else grant.consumed
+        else:
+            grant.consumed = max(body.consumed, grant.consumed or 0)
+
+    # event loop --------------------------------------------------------------------------
+    def broken_locked(self) -> bool:
+        return bool(self.closed_receivers) and not self.receivers
+
+    def has_credit_locked(self) -> bool:
+        if self.policy != "block":
+            return True
+        if not self.receivers:
+            return False
+        return all(
+            g.consumed is not None and self.seq < g.consumed + g.window for g in self.receivers.values()
+        )
+
+    def publish_locked(self, item: Any) -> None:
+        body = self.codec.encode(item)
+        ns = int(anyio.current_time() * 1e9)
+        attachment = header_bytes(MessageType.DATA, self.seq, self.session.epoch, self.episode_id, ns)
+        try:
+            self.publisher.put(body, attachment)
+        except TransportError as exc:
+            raise BrokenResourceError(f"zenoh put on {self.key!r} failed") from exc
+        self.seq += 1
+
+    def _publish_eos(self, *, blocking: bool = False) -> None:
+        """Publish END_OF_STREAM; ``blocking`` (worker threads only) waits for TX queue room."""
+        with self.bridge.lock:
+            attachment = header_bytes(
+                MessageType.END_OF_STREAM, self.seq, self.session.epoch, self.episode_id
+            )
+        publisher = self.eos_block_publisher if blocking else self.eos_publisher
+        try:
+            publisher.put(b"", attachment)
+        except TransportError:
+            log.warning("%s: could not publish end-of-stream (session closed)", self.key)
+
+    def release_clone(self) -> bool:
+        """Count one clone closed; True if it was the last (END_OF_STREAM is now due)."""
+        with self.bridge.lock:
+            self.open_clones -= 1
+            last = self.open_clones == 0
+            if last:
+                self.eos_sent = True
+            self.bridge.notify_locked()
+        return last
+
+    def clone_closed(self) -> None:
+        if self.release_clone():
+            self._publish_eos()
+
+    def statistics(self) -> ChannelStatistics:
+        with self.bridge.lock:
+            consumed = [g.consumed for g in self.receivers.values() if g.consumed is not None]
+            received = min(consumed) if consumed and self.policy == "block" else 0
+            return ChannelStatistics(
+                capacity=min((g.window for g in self.receivers.values()), default=0),
+                policy=self.policy,
+                sent=self.seq,
+                received=received,
+                dropped=MappingProxyType(dict(self.dropped)),
+                queued=self.seq - received if received else 0,
+                open_send_ports=self.open_clones,
+                open_receive_ports=len(self.receivers),
+                tasks_waiting_send=self.waiting,
+                tasks_waiting_receive=0,
+            )
+
+
+class ZenohSendPort(PortBase, Generic[T]):
+    """Sending end of a cross-host channel; same interface as :class:`rtrun.SendPort`."""
+
+    __slots__ = ("_core",)
+
+    @classmethod
+    def _create(cls, core: _SenderCore) -> ZenohSendPort[T]:
+        port = object.__new__(cls)
+        port._core, port._closed = core, False
+        with core.bridge.lock:
+            core.open_clones += 1
+        return port
+
+    def send_nowait(self, item: T) -> None:
+        """Publish without waiting. Raises ClosedResourceError, BrokenResourceError (every
+        receiver closed on purpose) or WouldBlock (``block`` policy without credit)."""
+        core = self._core
+        with core.bridge.lock:
+            if self._closed:
+                raise ClosedResourceError
+            if core.broken_locked():
+                raise BrokenResourceError
+            if not core.has_credit_locked():
+                raise WouldBlock
+            core.publish_locked(item)
+
+    async def send(self, item: T) -> None:
+        """Publish ``item``; with ``block`` wait for the receiver's credit. Always a checkpoint;
+        if it raises (also when cancelled while waiting) the item was not sent."""
+        await checkpoint()
+        try:
+            self.send_nowait(item)
+            return
+        except WouldBlock:
+            pass
+        core = self._core
+        if core.wait_lock is None:
+            core.wait_lock = anyio.Lock()
+        async with core.wait_lock:
+            core.waiting += 1
+            try:
+                while True:
+                    await core.bridge.wait_until(
+                        lambda: self._closed or core.broken_locked() or core.has_credit_locked()
+                    )
+                    try:
+                        return self.send_nowait(item)
+                    except WouldBlock:  # pragma: no cover - another clone took the credit
+                        continue
+            finally:
+                core.waiting -= 1
+
+    async def wait_for_receiver(self) -> None:
+        """Wait until a receiving port of this key is live (its token was seen)."""
+        await checkpoint()
+        core = self._core
+        await core.bridge.wait_until(lambda: bool(core.receivers))
+
+    def set_episode(self, episode_id: int) -> None:
+        """Stamp later messages with ``episode_id`` (u32) in the header."""
+        with self._core.bridge.lock:
+            self._core.episode_id = episode_id
+
+    def clone(self) -> ZenohSendPort[T]:
+        """Another send port on the same channel (fan-in). Raises ClosedResourceError if closed."""
+        if self._closed:
+            raise ClosedResourceError
+        return ZenohSendPort._create(self._core)
+
+    def close(self) -> None:
+        """Close this clone (idempotent); the last clone publishes END_OF_STREAM.
+
+        Never blocks: if Zenoh's queue is full right now the END_OF_STREAM may be dropped
+        (recovered when the receiver's next credit refresh arrives while this session lives).
+        Prefer ``aclose()``, which waits for queue room in a worker thread.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._core.clone_closed()
+
+    async def aclose(self) -> None:
+        """Close this clone; the last one publishes END_OF_STREAM *reliably*: from a worker
+        thread with congestion ``block`` (the event loop never blocks), then waits for the
+        receiver's END_OF_STREAM_ACK; both bounded by :data:`EOS_BLOCK_TIMEOUT_S` (a hung peer
+        cannot hold shutdown longer)."""
+        if self._closed:
+            await checkpoint()
+            return
+        self._closed = True
+        if not self._core.release_clone():
+            await checkpoint()
+            return
+        core = self._core
+        with anyio.move_on_after(EOS_BLOCK_TIMEOUT_S, shield=True):
+            await anyio.to_thread.run_sync(
+                functools.partial(core._publish_eos, blocking=True), abandon_on_cancel=True
+            )
+            # Wait for the receiver's acknowledgement: it processed everything sent before the
+            # END_OF_STREAM, so closing the session right after cannot turn "closed" into
+            # "vanished" on the far side.
+            await core.bridge.wait_until(lambda: core.eos_acked or not core.receivers)
+
+    def statistics(self) -> ChannelStatistics:
+        """Sender-side snapshot (``received``/``queued`` known only under ``block`` credits)."""
+        return self._core.statistics()
+
+    @property
+    def key(self) -> str:
+        """The data key expression."""
+        return self._core.key
+
+
+def open_zenoh_sender(
+    session: ZenohSession,
+    key: str,
+    *,
+    policy: Policy = "block",
+    qos: Qos | None = None,
+    codec: Codec | None = None,
+) -> ZenohSendPort[Any]:
+    """Open the sending end of the cross-host channel ``key`` (a :func:`~rtrun._wire.channel_key`).
+
+    ``policy`` must equal the receiving side's (only ``block`` changes sender behaviour: it waits
+    for credits). ``qos`` defaults to reliable, congestion ``drop``, priority ``data``.
+    """
+    check_policy(1 if policy != "block" else 0, policy)
+    core = _SenderCore(
+        session=session, key=key, policy=policy, qos=qos or Qos(), codec=codec or kernel_codec(None)
+    )
+    core.open()
+    return ZenohSendPort._create(core)
