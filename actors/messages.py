@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-
 from rtrun import Message, message
 
 __all__ = [
@@ -149,7 +148,9 @@ class EpisodeControl(Message):
 
     def __post_init__(self) -> None:
         if self.command not in ("start", "save", "discard", "reset", "set_task"):
-            raise ValueError(f"EpisodeControl.command must be start|save|discard|reset|set_task, got {self.command!r}")
+            raise ValueError(
+                f"EpisodeControl.command must be start|save|discard|reset|set_task, got {self.command!r}"
+            )
 
 
 @message(tag="rtrun.Flag", version=1)

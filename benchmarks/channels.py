@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
+import anyio.lowlevel
 import rtrun
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -54,8 +54,8 @@ async def _hop(make: Callable[[], tuple[Any, Any]], payload: Any, hops: int) -> 
         tg.start_soon(consumer)
         await ready.wait()
         for _ in range(hops):
-            await anyio.sleep(0)  # let the consumer park in receive()
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()  # let the consumer park in receive()
+            await anyio.lowlevel.checkpoint()
             await send.send((time.perf_counter_ns(), payload))
     send.close()
     receive.close()
@@ -99,7 +99,7 @@ async def _pipeline(make: Callable[[], tuple[Any, Any]], stages: int, hops: int)
         tg.start_soon(sink, pairs[stages][1])
         for _ in range(hops):
             for _ in range(stages + 2):
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             await pairs[0][0].send(time.perf_counter_ns())
         tg.cancel_scope.cancel()
     for send, receive in pairs:

@@ -5,13 +5,13 @@ neither anyio nor the kernel. Device libraries (pyserial, python-can, OpenCV, Mu
 lazily, so importing this package is cheap.
 """
 
+from .calibration import KOCH_ARM_JOINTS as KOCH_ARM_JOINTS
+from .calibration import SO_ARM_JOINTS as SO_ARM_JOINTS
 from .calibration import CalibrationError as CalibrationError
 from .calibration import JointLayout as JointLayout
 from .calibration import JointTransform as JointTransform
-from .calibration import KOCH_ARM_JOINTS as KOCH_ARM_JOINTS
 from .calibration import MotorCalibration as MotorCalibration
 from .calibration import MotorNormMode as MotorNormMode
-from .calibration import SO_ARM_JOINTS as SO_ARM_JOINTS
 from .calibration import SimUnits as SimUnits
 from .calibration import calibration_path as calibration_path
 from .calibration import load_calibration as load_calibration
@@ -59,12 +59,12 @@ from .motor_bus import NamedMotorBus as NamedMotorBus
 from .motor_bus import PortError as PortError
 from .motor_bus import Register as Register
 from .motor_bus import ServoError as ServoError
-from .mujoco_so101 import MujocoCamera as MujocoCamera
 from .mujoco_so101 import SO101_JOINTS as SO101_JOINTS
-from .mujoco_so101 import SO101Plant as SO101Plant
+from .mujoco_so101 import MujocoCamera as MujocoCamera
 from .mujoco_so101 import SimError as SimError
 from .mujoco_so101 import SimRenderError as SimRenderError
 from .mujoco_so101 import SimUnavailableError as SimUnavailableError
+from .mujoco_so101 import SO101Plant as SO101Plant
 from .opencv_camera import OpenCVCamera as OpenCVCamera
 from .synthetic_camera import FrameCounterError as FrameCounterError
 from .synthetic_camera import SyntheticCamera as SyntheticCamera
@@ -72,6 +72,13 @@ from .synthetic_camera import decode_frame_counter as decode_frame_counter
 from .synthetic_camera import render_frame as render_frame
 
 __all__ = [
+    "DAMIAO",
+    "DAMIAO_LIMITS",
+    "KOCH_ARM_JOINTS",
+    "ROBSTRIDE_LIMITS",
+    "ROBSTRIDE_MIT",
+    "SO101_JOINTS",
+    "SO_ARM_JOINTS",
     "BusStatistics",
     "BusTimeoutError",
     "CalibrationError",
@@ -87,8 +94,6 @@ __all__ = [
     "CanMotorFaultError",
     "CanMotorNotRespondingError",
     "ChecksumError",
-    "DAMIAO",
-    "DAMIAO_LIMITS",
     "DynamixelBus",
     "FakeCamera",
     "FakeCanMotor",
@@ -98,7 +103,6 @@ __all__ = [
     "HandshakeError",
     "JointLayout",
     "JointTransform",
-    "KOCH_ARM_JOINTS",
     "MitCommand",
     "MitFeedback",
     "MitLimits",
@@ -113,12 +117,8 @@ __all__ = [
     "NamedMotorBus",
     "OpenCVCamera",
     "PortError",
-    "ROBSTRIDE_LIMITS",
-    "ROBSTRIDE_MIT",
     "Register",
     "SO101Plant",
-    "SO101_JOINTS",
-    "SO_ARM_JOINTS",
     "ServoError",
     "SimError",
     "SimRenderError",

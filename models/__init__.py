@@ -5,6 +5,12 @@ processors, checkpoints, test policies. torch is imported only by the torch poli
 (``rtrun.models.act``, ``rtrun.models.flow``) and LeRobot only by ``rtrun.models.lerobot_adapter``.
 """
 
+from .checkpoint import CHECKPOINT_FORMAT as CHECKPOINT_FORMAT
+from .checkpoint import POLICY_TYPES as POLICY_TYPES
+from .checkpoint import is_lerobot_checkpoint as is_lerobot_checkpoint
+from .checkpoint import load_policy as load_policy
+from .checkpoint import make_demo_checkpoint as make_demo_checkpoint
+from .checkpoint import save_checkpoint as save_checkpoint
 from .policy import FEATURE_KINDS as FEATURE_KINDS
 from .policy import ActionDimensionError as ActionDimensionError
 from .policy import CheckpointError as CheckpointError
@@ -21,33 +27,6 @@ from .policy import check_observation as check_observation
 from .policy import rename_observation as rename_observation
 from .policy import suggest_rename_map as suggest_rename_map
 from .policy import uncovered_actuators as uncovered_actuators
-from .rtc import DROP_REASONS as DROP_REASONS
-from .rtc import FALLBACKS as FALLBACKS
-from .rtc import PREFIX_SCHEDULES as PREFIX_SCHEDULES
-from .rtc import ActionInterpolator as ActionInterpolator
-from .rtc import ActionQueue as ActionQueue
-from .rtc import ActionSource as ActionSource
-from .rtc import ActionSourceStatistics as ActionSourceStatistics
-from .rtc import DroppedReply as DroppedReply
-from .rtc import InferenceRequest as InferenceRequest
-from .rtc import LatencyTracker as LatencyTracker
-from .rtc import MergeCommand as MergeCommand
-from .rtc import PlannerConfig as PlannerConfig
-from .rtc import PlannerStatistics as PlannerStatistics
-from .rtc import QueueSnapshot as QueueSnapshot
-from .rtc import RTCError as RTCError
-from .rtc import RequestPlanner as RequestPlanner
-from .rtc import TickOutput as TickOutput
-from .rtc import get_prefix_weights as get_prefix_weights
-from .rtc import guidance_weight as guidance_weight
-from .rtc import guide_velocity as guide_velocity
-from .rtc import inference_delay_steps as inference_delay_steps
-from .rtc import pad_prefix as pad_prefix
-from .rtc import trim_steps as trim_steps
-from .testing_policies import SO101_ACTION_NAMES as SO101_ACTION_NAMES
-from .testing_policies import SO101_LIMITS_DEG as SO101_LIMITS_DEG
-from .testing_policies import ScriptedPolicy as ScriptedPolicy
-from .testing_policies import SleepPolicy as SleepPolicy
 from .processors import NORM_MODES as NORM_MODES
 from .processors import STEP_TYPES as STEP_TYPES
 from .processors import AbsoluteToRelative as AbsoluteToRelative
@@ -63,26 +42,53 @@ from .processors import Rename as Rename
 from .processors import UnitConversion as UnitConversion
 from .processors import Unnormalize as Unnormalize
 from .processors import register_step as register_step
-from .checkpoint import CHECKPOINT_FORMAT as CHECKPOINT_FORMAT
-from .checkpoint import POLICY_TYPES as POLICY_TYPES
-from .checkpoint import is_lerobot_checkpoint as is_lerobot_checkpoint
-from .checkpoint import load_policy as load_policy
-from .checkpoint import make_demo_checkpoint as make_demo_checkpoint
-from .checkpoint import save_checkpoint as save_checkpoint
+from .rtc import DROP_REASONS as DROP_REASONS
+from .rtc import FALLBACKS as FALLBACKS
+from .rtc import PREFIX_SCHEDULES as PREFIX_SCHEDULES
+from .rtc import ActionInterpolator as ActionInterpolator
+from .rtc import ActionQueue as ActionQueue
+from .rtc import ActionSource as ActionSource
+from .rtc import ActionSourceStatistics as ActionSourceStatistics
+from .rtc import DroppedReply as DroppedReply
+from .rtc import InferenceRequest as InferenceRequest
+from .rtc import LatencyTracker as LatencyTracker
+from .rtc import MergeCommand as MergeCommand
+from .rtc import PlannerConfig as PlannerConfig
+from .rtc import PlannerStatistics as PlannerStatistics
+from .rtc import QueueSnapshot as QueueSnapshot
+from .rtc import RequestPlanner as RequestPlanner
+from .rtc import RTCError as RTCError
+from .rtc import TickOutput as TickOutput
+from .rtc import get_prefix_weights as get_prefix_weights
+from .rtc import guidance_weight as guidance_weight
+from .rtc import guide_velocity as guide_velocity
+from .rtc import inference_delay_steps as inference_delay_steps
+from .rtc import pad_prefix as pad_prefix
+from .rtc import trim_steps as trim_steps
+from .testing_policies import SO101_ACTION_NAMES as SO101_ACTION_NAMES
+from .testing_policies import SO101_LIMITS_DEG as SO101_LIMITS_DEG
+from .testing_policies import ScriptedPolicy as ScriptedPolicy
+from .testing_policies import SleepPolicy as SleepPolicy
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "DROP_REASONS",
+    "FALLBACKS",
+    "FEATURE_KINDS",
+    "NORM_MODES",
+    "POLICY_TYPES",
+    "PREFIX_SCHEDULES",
+    "SO101_ACTION_NAMES",
+    "SO101_LIMITS_DEG",
+    "STEP_TYPES",
     "AbsoluteToRelative",
     "ActionDimensionError",
     "ActionInterpolator",
     "ActionQueue",
     "ActionSource",
     "ActionSourceStatistics",
-    "CHECKPOINT_FORMAT",
     "CheckpointError",
-    "DROP_REASONS",
     "DroppedReply",
-    "FALLBACKS",
-    "FEATURE_KINDS",
     "FeatureNorm",
     "FeatureSpec",
     "ImagesToCHWFloat",
@@ -92,11 +98,8 @@ __all__ = [
     "MergeCommand",
     "MetadataError",
     "ModelError",
-    "NORM_MODES",
     "Normalize",
     "ObservationMismatchError",
-    "POLICY_TYPES",
-    "PREFIX_SCHEDULES",
     "PlannerConfig",
     "PlannerStatistics",
     "Policy",
@@ -110,9 +113,6 @@ __all__ = [
     "RelativeToAbsolute",
     "Rename",
     "RequestPlanner",
-    "SO101_ACTION_NAMES",
-    "SO101_LIMITS_DEG",
-    "STEP_TYPES",
     "ScriptedPolicy",
     "SleepPolicy",
     "TickOutput",

@@ -230,4 +230,3 @@ class ActorContext(Generic[P]):
     def _hard_cancel_cleanups(self) -> None:
         for scope in list(self._cleanup_scopes):
             scope.cancel()
-

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 import trio.testing
-
 from rtrun import GraphSpec, compile_graph, load_graph, open_graph
 from rtrun._params import parse_override
 
@@ -48,7 +46,9 @@ def overrides_for(path: Path) -> list[tuple[str, str, object]]:
     for line in path.read_text().splitlines():
         if line.startswith("# rtrun-test:"):
             words = shlex.split(line.removeprefix("# rtrun-test:"))
-            out += [parse_override(w) for flag, w in zip(words[::2], words[1::2], strict=True) if flag == "--set"]
+            out += [
+                parse_override(w) for flag, w in zip(words[::2], words[1::2], strict=True) if flag == "--set"
+            ]
     return out
 
 
@@ -65,5 +65,7 @@ async def test_config_runs_for_a_few_virtual_seconds(path: Path) -> None:
         await anyio.sleep(RUN_SECONDS)
         status = graph.status()
         assert status.state == "running"
-        assert all(a.state == "running" for a in status.actors), [(a.id, a.state, a.last_exit) for a in status.actors]
+        assert all(a.state == "running" for a in status.actors), [
+            (a.id, a.state, a.last_exit) for a in status.actors
+        ]
         assert status.messages > 0, "the graph should move messages"

@@ -9,7 +9,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 import rtrun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +23,9 @@ def test_all_is_exact_and_sorted() -> None:
         assert getattr(rtrun, name) is not None
 
 
-@pytest.mark.parametrize("name", ["SendPort", "ReceivePort", "OutputPort", "ActorContext", "Graph", "ChildSpec"])
+@pytest.mark.parametrize(
+    "name", ["SendPort", "ReceivePort", "OutputPort", "ActorContext", "Graph", "ChildSpec"]
+)
 def test_handles_are_final(name: str) -> None:
     assert getattr(getattr(rtrun, name), "__final__", False), f"rtrun.{name} must be @final"
 
@@ -75,7 +76,9 @@ def test_import_rtrun_is_light() -> None:
         "heavy = [m for m in ('torch', 'zenoh', 'mujoco', 'cv2', 'av', 'pyarrow', 'lerobot') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "", f"import rtrun pulled in heavy modules: {out}"
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from rtrun import compile_graph, load_graph, open_graph
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -53,7 +53,9 @@ def message_strategy(cls: type[Message], **fields: SearchStrategy[Any]) -> Searc
     unknown = set(fields) - {plan.name for plan in cls.__rtrun_fields__}
     if unknown:
         raise TypeError(f"{cls.__qualname__} has no field(s) {sorted(unknown)}")
-    strategies = {p.name: fields[p.name] if p.name in fields else field_strategy(p.type) for p in cls.__rtrun_fields__}
+    strategies = {
+        p.name: fields[p.name] if p.name in fields else field_strategy(p.type) for p in cls.__rtrun_fields__
+    }
     return st.fixed_dictionaries(strategies).map(lambda kwargs: _build(cls, kwargs)).filter(_built)
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import rtrun
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import rtrun
 from rtrun.actors import messages
 from rtrun.testing import message_strategy
 
@@ -28,5 +27,5 @@ def test_round_trip(cls: type[rtrun.Message]) -> None:
 
 
 def test_episode_control_rejects_unknown_commands() -> None:
-    with pytest.raises(ValueError, match="start|save|discard|reset|set_task"):
+    with pytest.raises(ValueError, match=r"start\|save"):
         messages.EpisodeControl(command="explode")

@@ -35,7 +35,7 @@ CHAIN = GraphSpec(
 
 async def wait_for(predicate, timeout: float = 5.0) -> None:
     with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling a status snapshot
+        while not predicate():
             await anyio.sleep(0.01)
 
 

@@ -12,9 +12,9 @@ import random
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.lowlevel
 import pytest
 import trio.testing
-
 from rtrun import EscalationError
 from rtrun._restart import RestartWindow
 from rtrun._supervisor import ChildSpec, ChildStatus, Supervisor, SupervisorFlags
@@ -155,7 +155,7 @@ async def test_randomized_fault_injection_matches_otp_model() -> None:
                     parent = leaf_parent(model, leaf)
                     assert parent is not None
                     alive = model_fail(parent, leaf, now)
-                    await anyio.sleep(0)  # let the supervisors react (virtual time stands still)
+                    await anyio.lowlevel.checkpoint()  # let the supervisors react (virtual time stands still)
                     await trio.testing.wait_all_tasks_blocked()
                     if not alive:
                         pytest.fail("the root should have escalated")  # pragma: no cover
