@@ -472,14 +472,17 @@ class RecorderActor(Actor):
             ctx.log.info("episode %d started: %r", self._next_index, task)
         return None
 
-    async def _finish(self, ctx: ActorContext[RecorderParams], *, save: bool) -> None:
+    async def _finish(
+        self, ctx: ActorContext[RecorderParams], *, save: bool, end: float | None = None
+    ) -> None:
+        """End the current episode at ``end`` (default: now); ticks after it are not recorded."""
         async with self._lock:
             ep = self._episode
             if ep is None:
                 if save:
                     self._reject(ctx, "save", "no episode is being recorded")
                 return
-            ep.end = anyio.current_time()
+            ep.end = min(anyio.current_time(), end if end is not None else math.inf)
             if save:
                 await anyio.sleep_until(ep.end + ctx.params.settle_s)  # late samples still count
             self._close_episode(ctx, ep, save=save)
@@ -561,8 +564,9 @@ class RecorderActor(Actor):
             elif (remaining := ep.t0 + p.auto_episode_s - anyio.current_time()) > 0:
                 with anyio.move_on_after(remaining):
                     await self._changed.wait()  # woken early by a manual save/discard
-            else:
-                await self._finish(ctx, save=True)
+            else:  # exactly round(auto_episode_s * fps) ticks, however late this task wakes up
+                ticks = max(1, round(p.auto_episode_s * p.fps))
+                await self._finish(ctx, save=True, end=ep.t0 + (ticks - 0.5) / p.fps)
                 if p.auto_reset_s > 0:
                     await anyio.sleep(p.auto_reset_s)
         ctx.log.info("auto-episode mode: %d episodes saved, max_episodes reached", self._saves)

@@ -145,7 +145,7 @@ class HostSpec:
     name: str
     """Host name used by actors' ``host`` key and ``rtrun run --host``."""
     zenoh: Mapping[str, Any] = field(default_factory=dict)
-    """Zenoh settings for this host's process (merged over ``[zenoh]``)."""
+    """Zenoh settings for this host's process, merged over the graph's ``[zenoh]`` table."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,6 +166,11 @@ class GraphSpec:
     """Graph-wide Zenoh settings."""
     file: str = "<spec>"
     """Where the spec came from (for error messages)."""
+
+    def zenoh_settings(self, host: str) -> dict[str, Any]:
+        """The raw Zenoh settings of ``host``: ``[zenoh]`` overridden key by key by ``[hosts.<host>].zenoh``."""
+        spec = self.hosts.get(host)
+        return {**self.zenoh, **(spec.zenoh if spec else {})}
 
     def host_of(self, actor: ActorSpec) -> str:
         """The host an actor runs on."""
@@ -203,6 +208,7 @@ SUPERVISOR_KEYS = {
 }
 BACKOFF_KEYS = {"initial_s", "max_s", "multiplier", "jitter"}
 TOP_KEYS = {"graph", "zenoh", "hosts", "supervisor", "actor"}
+HOST_KEYS = {"zenoh"}
 
 
 class _Reader:
@@ -359,11 +365,12 @@ def parse_graph(doc: Mapping[str, Any], file: str = "<spec>", *, default_name: s
     r.keys(defaults, DEFAULTS_KEYS, "[graph.defaults]")
     hosts_raw = r.table(doc, "hosts", "[hosts]")
     hosts = {}
-    for name, settings in hosts_raw.items():
-        if isinstance(settings, Mapping):
-            hosts[name] = HostSpec(name=name, zenoh=dict(settings))
+    for name, table in hosts_raw.items():
+        if isinstance(table, Mapping):
+            r.keys(table, HOST_KEYS, f"[hosts.{name}]")
+            hosts[name] = HostSpec(name=name, zenoh=dict(r.table(table, "zenoh", f"[hosts.{name}]")))
         else:
-            r.problem(f"[hosts.{name}]", "a host must be a table of transport settings")
+            r.problem(f"[hosts.{name}]", "a host must be a table, e.g. [hosts.robot] zenoh = { ... }")
     spec = GraphSpec(
         name=r.get(graph, "name", (str,), default_name, "[graph]"),
         actors=tuple(_actor(r, a, i, defaults) for i, a in enumerate(_array_of_tables(r, doc, "actor"))),

@@ -42,6 +42,7 @@ from ._actor import Actor, ActorContext
 from ._channel import ChannelStatistics, ReceivePort, SendPort, open_channel
 from ._errors import RtrunError
 from ._graph import GraphSpec, InputSpec, SupervisorSpec, load_graph
+from ._placement import Transport
 from ._ports import OutputPort, OutputStatistics
 from ._supervisor import ChildSpec, ChildStatus, Supervisor, SupervisorEvent, SupervisorFlags
 from ._validate import CompiledActor, CompiledGraph, compile_graph
@@ -146,6 +147,9 @@ class Graph:
         self.name = compiled.spec.name
         """Graph name."""
         self._local = {i: a for i, a in compiled.actors.items() if hosts is None or a.host in hosts}
+        self.hosts = frozenset(hosts) if hosts is not None else frozenset(a.host for a in compiled.actors.values())
+        """The hosts this process runs."""
+        self._transport = Transport(compiled, self.hosts)
         self._contexts: dict[str, ActorContext[Any]] = {}
         self._input_senders: dict[str, SendPort[Any]] = {}
         self._held_senders: list[SendPort[Any]] = []
@@ -168,18 +172,24 @@ class Graph:
             if edge.source_actor in self._local and edge.target_actor in self._local:
                 sender = self._input_senders[f"{edge.target_actor}/{edge.input.name}"].clone()
                 self._contexts[edge.source_actor].output(edge.output)._add_branch(sender)
+        for edge in self._transport.outgoing:
+            self._contexts[edge.source_actor].output(edge.output)._add_branch(self._transport.sender(edge))
         for key, sender in self._input_senders.items():
             actor_id, _, name = key.partition("/")
             connected = self._local[actor_id].spec.inputs.get(name)
             if connected is not None and connected.source is not None:
-                sender.close()  # producers hold clones; EOS once they are all closed
+                sender.close()  # fed in-process by producer clones, or it is not in _input_senders  # producers hold clones; EOS once they are all closed
             else:
                 self._held_senders.append(sender)
         return self._make_supervisor(self.compiled.spec.root)
 
     def _make_context(self, actor: CompiledActor) -> ActorContext[Any]:
         inputs: dict[str, ReceivePort[Any]] = {}
+        remote = {e.input.name: e for e in self._transport.incoming if e.target_actor == actor.spec.id}
         for name in actor.cls.inputs:
+            if name in remote:
+                inputs[name] = self._transport.receiver(remote[name])
+                continue
             spec = actor.spec.inputs.get(name) or InputSpec(name=name, source=None)
             send, receive = open_channel(spec.capacity, spec.policy)  # type: ignore[arg-type]
             self._input_senders[f"{actor.spec.id}/{name}"] = send
@@ -246,6 +256,8 @@ class Graph:
     # ---------------------------------------------------------------- running
 
     async def _run(self, *, task_status: TaskStatus[None]) -> None:
+        if self._transport.needed:
+            await self._transport.open()
         self._root = root = self._build()
         self._started_at = anyio.current_time()
         try:
@@ -294,7 +306,9 @@ class Graph:
         ctx = self._contexts[actor_id]
         if name not in ctx.inputs:
             raise KeyError(f"actor {actor_id!r} has no input {name!r} (inputs: {sorted(ctx.inputs)})")
-        held = self._input_senders[f"{actor_id}/{name}"]
+        held = self._input_senders.get(f"{actor_id}/{name}")
+        if held is None:
+            raise RtrunError(f"input {path!r} is fed over Zenoh by another host; inject messages on that host")
         if held.closed:
             raise RtrunError(f"input {path!r} is fed by the graph and its producers are gone (end-of-stream)")
         return held.clone()
@@ -413,6 +427,7 @@ async def open_graph(
                 error = exc
             tg.cancel_scope.cancel()
     finally:
+        await graph._transport.aclose()
         graph._close_ports()
     if error is not None:
         raise error

@@ -10,8 +10,9 @@ child's ``finally`` blocks and shielded cleanups run), wait up to the child's
 ``shutdown_timeout``, then hard-stop it (OTP ``brutal_kill``: the ``on_hard_stop`` hook cancels
 the child's shielded cleanup scopes) and wait for it to finish.
 
-Children start in order with ``TaskGroup.start``: a child is RUNNING only once it called
-``task_status.started()``, and the next child starts only then. A child that fails before being
+Children start in order: a child is RUNNING only once it called ``task_status.started()``, and
+the next child starts only then (a readiness handshake of our own, not ``TaskGroup.start``,
+whose cancellation would wait forever for a shielded child). A child that fails before being
 ready makes ``start`` raise; at the supervisor's own start this aborts the start (already started
 children are stopped in reverse order and the error propagates to the parent, as in OTP); during a
 restart it counts as one more failure.
@@ -184,6 +185,30 @@ class _Child:
         return self.done is not None and not self.done.is_set()
 
 
+@dataclass(eq=False, slots=True)
+class _StartSignal:
+    """Readiness handshake between a starting child and its supervisor."""
+
+    event: Event
+    error: Exception | None = None
+
+
+class _ChildTaskStatus(TaskStatus[None]):
+    """The ``task_status`` a child receives: ``started()`` marks it RUNNING and wakes the supervisor."""
+
+    def __init__(self, child: _Child, signal: _StartSignal) -> None:
+        self._child = child
+        self._signal = signal
+        self.ready = False
+
+    def started(self, value: None = None) -> None:
+        if self.ready:
+            raise RuntimeError(f"child {self._child.spec.id!r} called task_status.started() twice")
+        self.ready = True
+        self._child.lifecycle.to(ActorState.RUNNING)
+        self._signal.event.set()
+
+
 class _StartFailed(Exception):
     def __init__(self, child: _Child, exc: BaseException) -> None:
         super().__init__(f"child {child.spec.id!r} failed to start: {exc!r}")
@@ -342,30 +367,29 @@ class Supervisor:
                 raise failed.exc from None
 
     async def _start_child(self, child: _Child) -> None:
-        """Start one child and wait for its readiness; raise _StartFailed if it fails first."""
+        """Start one child and wait for its readiness; raise _StartFailed if it fails first.
+
+        Not ``TaskGroup.start``: when a ``start()`` caller is cancelled, anyio waits (shielded)
+        for the new task to exit, but a child runs in a shielded scope and would never exit on
+        its own: cancelling a supervisor mid-restart would deadlock. Our handshake is a plain
+        event, so a cancelled supervisor simply moves on to its ordered shutdown.
+        """
         assert self._tg is not None
         child.incarnation += 1
-        child.scope, child.done, child.pending, child.stopping = (
-            CancelScope(shield=True),
-            Event(),
-            None,
-            False,
-        )
+        child.scope, child.done, child.pending, child.stopping = CancelScope(shield=True), Event(), None, False
         child.lifecycle.to(ActorState.STARTING)
-        error: Exception | None = None
+        signal = _StartSignal(Event())
+        self._tg.start_soon(self._child_main, child, child.incarnation, signal, name=f"rtrun:{child.spec.id}")
         async with anyio.create_task_group() as watchdog:
             if math.isfinite(child.spec.start_timeout):
                 watchdog.start_soon(self._start_watchdog, child)
-            try:
-                await self._tg.start(self._child_main, child, child.incarnation)
-            except Exception as exc:  # re-raised below, outside the watchdog's task group
-                error = exc
+            await signal.event.wait()
             watchdog.cancel_scope.cancel()
-        if error is not None:
+        if signal.error is not None:
             child.lifecycle.to(ActorState.FAILED)
-            child.last_exit = _describe(error)
-            self._emit("start_failed", child, child.last_exit, _format_tb(error))
-            raise _StartFailed(child, error) from error
+            child.last_exit = _describe(signal.error)
+            self._emit("start_failed", child, child.last_exit, _format_tb(signal.error))
+            raise _StartFailed(child, signal.error) from signal.error
         self._emit("started", child, "ready")
 
     async def _start_watchdog(self, child: _Child) -> None:
@@ -374,30 +398,23 @@ class Supervisor:
             child.last_exit = f"not ready within start_timeout={child.spec.start_timeout:g} s"
             child.scope.cancel()
 
-    async def _child_main(self, child: _Child, incarnation: int, *, task_status: TaskStatus[None]) -> None:
-        started = False
-
-        class _Status(TaskStatus[None]):
-            def started(self, value: None = None) -> None:
-                nonlocal started
-                started = True
-                child.lifecycle.to(ActorState.RUNNING)
-                task_status.started()
-
-        scope = child.scope
-        assert scope is not None and child.done is not None
-        done = child.done
+    async def _child_main(self, child: _Child, incarnation: int, signal: _StartSignal) -> None:
+        scope, done = child.scope, child.done
+        assert scope is not None and done is not None
+        status = _ChildTaskStatus(child, signal)
         try:
             with scope:
-                await child.spec.start(task_status=_Status())
-            if not started:
+                await child.spec.start(task_status=status)
+            if not status.ready:
                 if scope.cancel_called:
                     raise TimeoutError(child.last_exit or "cancelled before it was ready")
-                _Status().started()
+                status.started()  # returned normally before signalling readiness
             outcome = _Outcome(incarnation, "normal", "shutdown" if scope.cancel_called else "normal")
         except Exception as exc:
-            if not started:
-                raise
+            if not status.ready:
+                signal.error = exc
+                signal.event.set()
+                return
             outcome = _Outcome(incarnation, "failure", _describe(exc), _format_tb(exc))
         finally:
             done.set()

@@ -332,6 +332,14 @@ def _check_block_cycles(check: _Check, edges: Sequence[Edge]) -> None:
 
 
 def _check_hosts(check: _Check) -> None:
+    from ._zenoh_config import ZenohConfigError, ZenohSettings  # light: zenoh itself is not imported
+
+    for host in check.spec.hosts or {DEFAULT_HOST: None}:
+        where = f"[hosts.{host}] / zenoh" if check.spec.hosts else "[zenoh]"
+        try:
+            ZenohSettings.from_mapping(check.spec.zenoh_settings(host))
+        except (ZenohConfigError, TypeError) as exc:
+            check.add(where, f"invalid zenoh settings: {exc}")
     declared = set(check.spec.hosts) or {DEFAULT_HOST}
     for actor in check.spec.actors:
         if actor.host is not None and actor.host not in declared:

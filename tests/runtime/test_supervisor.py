@@ -304,3 +304,25 @@ async def test_asyncio_smoke() -> None:
 
     await run_sup(sup, body)
     assert s.log[-2:] == ["stop b", "stop a"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", VIRTUAL[0].values[0]])
+async def test_cancelling_a_supervisor_while_a_child_starts_does_not_deadlock() -> None:
+    """Regression: with TaskGroup.start, cancelling the caller waited forever for a shielded child."""
+    log: list[str] = []
+
+    async def slow_start(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            await anyio.sleep(1.0)
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            log.append("child stopped")
+
+    sup = Supervisor("root", [ChildSpec(id="slow", start=slow_start)])
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sup.run)
+            await anyio.sleep(0.5)
+            tg.cancel_scope.cancel()
+    assert log == ["child stopped"]
