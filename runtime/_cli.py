@@ -77,10 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="ACTOR.PARAM=VALUE")
     run.add_argument("--host", action="append", default=None, help="run only this host's actors (repeatable)")
+    run.add_argument("--isolate", action="store_true", help="run every host as a supervised child process")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop", "trio"],
                      help="event loop: auto = uvloop when installed, else asyncio")  # fmt: skip
     sub.add_parser("kinds", help="list the registered actor kinds with their ports and parameters")
+    router = sub.add_parser("router", help="run a Zenoh router in this process (there is no zenohd on PyPI)")
+    router.add_argument("--listen", action="append", default=None, metavar="ENDPOINT",
+                        help="endpoint to listen on (repeatable; default tcp/127.0.0.1:7447)")  # fmt: skip
     return parser
 
 
@@ -96,7 +100,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.graph, overrides)
     if args.command == "kinds":
         return _kinds()
+    if args.command == "router":
+        return _router(args.listen or ["tcp/127.0.0.1:7447"])
     return _run(args, overrides)
+
+
+def _router(listen: list[str]) -> int:
+    import threading
+
+    from ._zenoh import run_router
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        print(f"rtrun router listening on {', '.join(listen)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        run_router(tuple(listen), stop=stop)
+    except RtrunError as exc:
+        print(f"rtrun router: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _check(path: str, overrides: list[tuple[str, str, Any]]) -> int:
@@ -132,6 +155,7 @@ def _kinds() -> int:
 @dataclass
 class _RunState:
     graph: Graph | None = None
+    hard_stop: Any = None
     forced: bool = False
     signals: int = 0
 
@@ -143,8 +167,16 @@ def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int
     except GraphError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
+    unknown = sorted(
+        set(args.host or ()) - {a.host for a in compiled.actors.values()} - set(compiled.spec.hosts)
+    )
+    if unknown:
+        print(f"rtrun: --host {', '.join(unknown)}: not a host of {args.graph}", file=sys.stderr)
+        return EXIT_USAGE
     backend, options = _backend(args.loop)
     state = _RunState()
+    if args.isolate:
+        return _run_isolated(compiled, args, state, backend, options)
     try:
         status = anyio.run(_run_async, compiled, args, state, backend=backend, backend_options=options)
     except RtrunError as exc:
@@ -206,6 +238,50 @@ async def _watch_signals(state: _RunState, stop: anyio.Event) -> None:
                 state.forced = True
                 if state.graph is not None:
                     state.graph.hard_stop()
+                if state.hard_stop is not None:
+                    state.hard_stop()
+
+
+def _run_isolated(
+    compiled: Any, args: argparse.Namespace, state: _RunState, backend: str, options: Any
+) -> int:
+    from ._isolate import host_supervisor
+
+    passthrough = [
+        *(f"--set={o}" for o in args.overrides),
+        "--log-level",
+        args.log_level,
+        "--loop",
+        args.loop,
+    ]
+    supervisor = host_supervisor(compiled, passthrough)
+    state.hard_stop = supervisor.hard_stop
+
+    failures: list[BaseException] = []
+
+    async def supervise() -> None:
+        try:
+            await supervisor.run()
+        except RtrunError as exc:
+            failures.append(exc)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            stop = anyio.Event()
+            tg.start_soon(_watch_signals, state, stop)
+            with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
+                async with anyio.create_task_group() as waiters:
+                    waiters.start_soon(_cancel_after, supervise(), waiters.cancel_scope)
+                    waiters.start_soon(_cancel_after, stop.wait(), waiters.cancel_scope)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main, backend=backend, backend_options=options)
+    if failures:
+        log.error("isolated graph failed: %s", failures[0])
+        return EXIT_FAILURE
+    how = "forced" if state.forced else "clean"
+    print(f"rtrun: graph {compiled.spec.name!r} hosts stopped ({how})", file=sys.stderr)
+    return EXIT_FORCED if state.forced else EXIT_OK
 
 
 def _summary(status: GraphStatus, how: str) -> str:

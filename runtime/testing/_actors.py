@@ -107,6 +107,8 @@ class CollectorParams:
 
     keep: int = 100
     """How many recent values to keep in the status."""
+    log_every: int = 0
+    """Log ``received N, last V`` every N messages (0: never); lets other processes watch progress."""
 
 
 class Collector(_Journaled):
@@ -123,6 +125,8 @@ class Collector(_Journaled):
             received += 1
             values.append(getattr(item, "value", item))
             ctx.set_status(received=received, last=values[-1], values=list(values))
+            if ctx.params.log_every and received % ctx.params.log_every == 0:
+                ctx.log.info("received %d, last %s", received, values[-1])
         ctx.set_status(ended=True)
 
 

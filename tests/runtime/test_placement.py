@@ -86,6 +86,12 @@ async def test_same_file_runs_in_one_process_without_zenoh(tmp_path: Path) -> No
 
 def test_invalid_zenoh_settings_are_graph_errors(tmp_path: Path) -> None:
     path = split_graph(tmp_path)
-    path.write_text(path.read_text().replace('mode = "peer", connect', 'mode = "client", listen = ["tcp/127.0.0.1:1"], connect'))
-    with pytest.raises(GraphError, match=r"\[hosts.gpu\] / zenoh: invalid zenoh settings: zenoh mode 'client' cannot listen"):
+    path.write_text(
+        path.read_text().replace(
+            'mode = "peer", connect', 'mode = "client", listen = ["tcp/127.0.0.1:1"], connect'
+        )
+    )
+    with pytest.raises(
+        GraphError, match=r"\[hosts.gpu\] / zenoh: invalid zenoh settings: zenoh mode 'client' cannot listen"
+    ):
         compile_graph(load_graph(path))

@@ -1,0 +1,124 @@
+"""``rtrun run --isolate``: every host of a graph as a supervised child process.
+
+Theory of operation
+-------------------
+The launcher process runs no actor. It supervises one child process per declared host,
+``python -m rtrun run <graph> --host <name>`` (same ``--set`` overrides and log level), with the
+graph's root supervisor flags (strategy, intensity, period, backoff). A host process is a
+``transient`` child: one that exits non-zero (crash, SIGKILL, escalation inside it) is restarted
+per the graph's policy; one that exits 0 (its graph ended) is not. Exceeding the intensity stops
+every host and exits with the failure code.
+
+A host is *ready* once its process logs that its graph is running, so hosts start in order like
+actors do. Every line a host writes to stderr is forwarded prefixed with ``[<host>]``; the parent
+logs each host's PID so a test (or an operator) can signal it. Stopping sends SIGTERM (the host
+stops its actors gracefully), waits the host's budget, then SIGKILL — always by PID, and always
+awaited, so no child outlives the launcher.
+
+Cross-host edges use each host's Zenoh settings from the graph: give every host explicit
+``listen``/``connect`` endpoints (multicast scouting is off by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import anyio
+from anyio.abc import Process, TaskStatus
+from anyio.streams.text import TextReceiveStream
+
+from ._errors import RtrunError
+from ._supervisor import ChildSpec, Supervisor, SupervisorFlags
+from ._validate import CompiledGraph
+
+__all__ = ["HostProcessError", "host_supervisor"]
+
+READY_MARKER = "running ("
+"""Substring of the line a host logs once its graph runs (see ``rtrun._cli``)."""
+HOST_SHUTDOWN_S = 20.0
+"""SIGTERM → SIGKILL budget per host: actors stop in reverse order within their own timeouts."""
+
+log = logging.getLogger("rtrun.isolate")
+
+
+class HostProcessError(RtrunError):
+    """A host process exited with a non-zero code."""
+
+    def __init__(self, host: str, code: int) -> None:
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        super().__init__(f"host {host!r} process ended ({how})")
+        self.host = host
+        self.code = code
+
+
+def _command(graph_file: str, host: str, passthrough: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "rtrun", "run", graph_file, "--host", host, *passthrough]
+
+
+async def _pump(proc: Process, host: str, task_status: TaskStatus[None]) -> None:
+    assert proc.stderr is not None
+    ready = False
+    buffer = ""
+    async for chunk in TextReceiveStream(proc.stderr, errors="replace"):
+        buffer += chunk
+        *lines, buffer = buffer.split("\n")
+        for line in lines:
+            print(f"[{host}] {line}", file=sys.stderr, flush=True)
+            if not ready and READY_MARKER in line:
+                ready = True
+                task_status.started()
+
+
+async def _stop(proc: Process, host: str) -> None:
+    with anyio.CancelScope(shield=True):
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            with anyio.move_on_after(HOST_SHUTDOWN_S):
+                await proc.wait()
+        if proc.returncode is None:
+            log.warning("host %r (pid %d) did not stop within %g s: SIGKILL", host, proc.pid, HOST_SHUTDOWN_S)
+            proc.kill()
+            await proc.wait()
+
+
+def _host_child(graph_file: str, host: str, passthrough: Sequence[str]) -> ChildSpec:
+    async def start(*, task_status: TaskStatus[None]) -> None:
+        proc = await anyio.open_process(
+            _command(graph_file, host, passthrough), stdin=subprocess.DEVNULL, stdout=None
+        )
+        log.info("host %r started (pid %d)", host, proc.pid)
+        try:
+            await _pump(proc, host, task_status)
+            code = await proc.wait()
+        finally:
+            await _stop(proc, host)
+        if code != 0:
+            raise HostProcessError(host, code)
+
+    return ChildSpec(
+        id=host,
+        start=start,
+        restart="transient",
+        shutdown_timeout=HOST_SHUTDOWN_S + 5,
+        start_timeout=math.inf,
+    )
+
+
+def host_supervisor(compiled: CompiledGraph, passthrough: Sequence[str]) -> Supervisor:
+    """The supervisor of every host process of ``compiled`` (hosts in declaration order)."""
+    spec = compiled.spec
+    hosts = list(spec.hosts) or sorted({a.host for a in compiled.actors.values()})
+    root = spec.root
+    flags = SupervisorFlags(
+        strategy=root.strategy,  # type: ignore[arg-type]
+        intensity=root.intensity,
+        period=root.period_s,
+        backoff=root.backoff,
+    )
+    children = [_host_child(spec.file, host, passthrough) for host in hosts]
+    return Supervisor(f"{spec.name}:hosts", children, flags)
