@@ -1,7 +1,7 @@
 """rtrun's Zenoh wire format: the attachment header and the key-expression schema (sans-io).
 
 Nothing here imports Zenoh or does I/O; :mod:`rtrun._zenoh` and :mod:`rtrun._zenoh_channel` use
-these pure functions, and ``docs/zenoh.md`` documents the same layout for third-party clients.
+these pure functions, and the README ("Split a graph across machines") documents the same layout for third-party clients.
 
 Attachment header
 -----------------

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from rtrun import GraphError, compile_graph, load_graph, open_graph
 
 from .zenoh_helpers import free_port
@@ -57,7 +56,7 @@ def split_graph(tmp_path: Path, policy: str = "block") -> Path:
     return path
 
 
-def collected(graph, actor_id: str) -> dict:  # noqa: ANN001
+def collected(graph, actor_id: str) -> dict:
     return next(a for a in graph.status().actors if a.id == actor_id).status
 
 
