@@ -1,31 +1,40 @@
 """Benchmark: one cross-process Zenoh hop, rtrun channel vs the minimal bare zenoh-python path.
 
-For each payload size (64 B, 4 KB, 300 KB, 1.2 MB = a 640x480 RGB frame) a receiver child
-process is started twice -- once with the bare baseline, once with an rtrun cross-host channel --
-and this process sends to it over explicit loopback endpoints (multicast scouting off, shared
-memory on, default -- not low-latency -- transport). Prints one JSON line per size::
+For each payload size (64 B, 4 KB, 300 KB, 1.2 MB = a 640x480 RGB frame) one receiver child
+process is started; it hosts *both* receivers in one asyncio loop on one Zenoh session: the bare
+baseline on one key and an rtrun cross-host channel on another. This process (the driver) sends
+to both over explicit loopback endpoints (multicast scouting off, shared memory on, default --
+not low-latency -- transport) and prints one JSON line per size::
 
     {"bench": "zenoh_hop", "payload_bytes": ..., "p50_us": ..., "p99_us": ...,
      "baseline_p50_us": ..., "baseline_p99_us": ..., "ratio_p50": ...,
-     "throughput_msgs_s": ..., "baseline_throughput_msgs_s": ..., "throughput_ratio": ...}
+     "throughput_msgs_s": ..., "baseline_throughput_msgs_s": ..., "throughput_ratio": ...,
+     "load_avg": [...], ...}
 
 Bare baseline (the minimal *correct* way to get a Zenoh sample into an asyncio task):
 ``publisher.put(bytes)`` -> subscriber callback on a Zenoh thread -> ``payload.to_bytes()`` ->
 ``loop.call_soon_threadsafe(queue.put_nowait, data)`` -> an asyncio task awaiting the queue.
 
-rtrun path: ``open_zenoh_sender`` / ``open_zenoh_receiver`` (policy ``drop_oldest``, reliable
-QoS) carrying an ``rtrun.Message`` whose payload is a ``uint8`` array, encoded with the kernel
-codec, through the header + bridge machinery, received by ``await port.receive()`` on asyncio.
+rtrun path: ``open_zenoh_sender`` / ``open_zenoh_receiver`` (policy ``drop_oldest``, capacity
+``--capacity``, reliable QoS) carrying an ``rtrun.Message`` whose payload is a ``uint8`` array,
+encoded with the kernel codec, through the header + bridge machinery, received (decoded) by
+``async for`` on asyncio. The message is the same number of bytes on the wire as the bare one.
 
-Latency: sparse messages (one every ``GAP_S``) carry the sender's ``time.monotonic_ns()``; the
-receiving task subtracts it from its own ``time.monotonic_ns()``. Comparing monotonic instants
+Fairness: both paths run in the same two processes on the same Zenoh sessions and with the same
+QoS (reliable, congestion drop, priority data, no express), and are *interleaved* so that machine
+load (this is a shared 2-core box) hits both alike: latency messages alternate bare/rtrun, one
+every ``GAP_S``; throughput bursts alternate bare/rtrun for ``--rounds`` rounds and the median
+round is reported. A warm-up precedes the measurements (first samples set up routes and caches).
+
+Latency: sparse messages carry the sender's ``time.monotonic_ns()`` taken just before the user
+call (``put`` / ``await send``); the receiving task subtracts it from its own
+``time.monotonic_ns()`` right after the user receive returned. Comparing monotonic instants
 across processes is valid on one machine only -- this benchmark's business, never runtime code's.
-Throughput: the sender sends ``count`` messages back to back (never blocking: a bare ``put`` loop,
-and ``send_nowait`` on the rtrun ``drop_oldest`` channel); the receiver counts what it got between
-the first send instant and the last arrival. Both sides use the same QoS (reliable, congestion
-drop, priority data, no express), shared memory on, the default (not low-latency) transport.
+Throughput: the driver sends a burst back to back (never blocking: a bare ``put`` loop, and
+``send_nowait`` on the rtrun ``drop_oldest`` channel); the receiver counts what it got between
+the burst's first send instant and its last arrival. Drops are reported (``dropped``).
 
-Usage: ``python benchmarks/zenoh_hop.py [--sizes 64,4096] [--impl both|bare|rtrun] [--quick]``
+Usage: ``python benchmarks/zenoh_hop.py [--sizes 64,4096] [--quick] [--rounds 3] [--capacity 64]``
 """
 
 from __future__ import annotations
@@ -47,11 +56,13 @@ from typing import Any
 SIZES = (64, 4096, 300 * 1024, 1_228_800)
 GAP_S = 0.002  # sparse latency messages: one every 2 ms, so each one sees an idle path
 LATENCY_COUNT = {64: 400, 4096: 400, 300 * 1024: 300, 1_228_800: 200}
-THROUGHPUT_COUNT = {64: 20000, 4096: 10000, 300 * 1024: 1000, 1_228_800: 300}
-PHASE_LATENCY, PHASE_THROUGHPUT, PHASE_END = 1, 2, 3
-_STAMP = struct.Struct("<BIq")  # phase, seq, sender monotonic ns (bare baseline payload prefix)
-RUN_TIMEOUT_S = 120.0  # a receiver child never outlives this, whatever happens
+THROUGHPUT_COUNT = {64: 10000, 4096: 5000, 300 * 1024: 500, 1_228_800: 150}
+WARMUP_COUNT = 50
+PHASE_WARMUP, PHASE_LATENCY, PHASE_THROUGHPUT, PHASE_END = 0, 1, 2, 3
+_STAMP = struct.Struct("<BIq")  # phase, seq/round, sender monotonic ns (bare payload prefix)
+RUN_TIMEOUT_S = 300.0  # a receiver child never outlives this, whatever happens
 GRAPH = "bench"
+IMPLS = ("bare", "rtrun")
 
 
 def free_port() -> int:
@@ -72,104 +83,48 @@ def settings(*, listen: str | None = None, connect: str | None = None) -> Any:
     )
 
 
-def summarize(latencies_ns: list[int], tp_count: int, tp_span_ns: int) -> dict[str, float]:
-    """p50/p99 in microseconds and throughput in messages per second."""
-    lat = sorted(latencies_ns)
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
-    return {
-        "p50_us": round(statistics.median(lat) / 1000, 1) if lat else float("nan"),
-        "p99_us": round(p99 / 1000, 1),
-        "received_latency": len(lat),
-        "throughput_msgs_s": round(tp_count / (tp_span_ns / 1e9), 1) if tp_span_ns > 0 else 0.0,
-        "received_throughput": tp_count,
-    }
+def keys(size: int) -> dict[str, str]:
+    """One key per implementation."""
+    return {impl: f"@rtrun/{GRAPH}/{impl}/s{size}" for impl in IMPLS}
 
 
 class Tally:
-    """What the receiver measures."""
+    """What the receiver measures for one implementation."""
 
     def __init__(self) -> None:
         self.latencies: list[int] = []
-        self.tp_count = 0
-        self.tp_first_sent = 0
-        self.tp_last_recv = 0
+        self.rounds: dict[int, list[int]] = {}  # round -> [count, first_sent_ns, last_recv_ns]
 
-    def record(self, phase: int, sent_ns: int) -> bool:
+    def record(self, phase: int, seq: int, sent_ns: int) -> bool:
         """Account one message; return False on the end marker."""
         now = time.monotonic_ns()
         if phase == PHASE_LATENCY:
             self.latencies.append(now - sent_ns)
         elif phase == PHASE_THROUGHPUT:
-            if self.tp_count == 0:
-                self.tp_first_sent = sent_ns
-            self.tp_count += 1
-            self.tp_last_recv = now
+            tally = self.rounds.setdefault(seq, [0, sent_ns, now])
+            tally[0] += 1
+            tally[2] = now
         return phase != PHASE_END
 
-    def result(self) -> dict[str, float]:
-        return summarize(self.latencies, self.tp_count, self.tp_last_recv - self.tp_first_sent)
+    def result(self) -> dict[str, Any]:
+        """p50/p99 in microseconds and the per-round throughputs in messages per second."""
+        lat = sorted(self.latencies)
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
+        rates = [
+            round(count / ((last - first) / 1e9), 1) if last > first else 0.0
+            for count, first, last in (self.rounds[r] for r in sorted(self.rounds))
+        ]
+        return {
+            "p50_us": round(statistics.median(lat) / 1000, 1) if lat else float("nan"),
+            "p99_us": round(p99 / 1000, 1),
+            "received_latency": len(lat),
+            "round_throughputs": rates,
+            "throughput_msgs_s": statistics.median(rates) if rates else 0.0,
+            "received_throughput": [self.rounds[r][0] for r in sorted(self.rounds)],
+        }
 
 
-# --- bare baseline --------------------------------------------------------------------------
-
-
-async def bare_receiver(endpoint: str, key: str) -> dict[str, float]:
-    """put -> callback -> loop.call_soon_threadsafe -> asyncio task."""
-    import zenoh
-    from rtrun._zenoh_config import to_zenoh_config
-
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def on_sample(sample: zenoh.Sample) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, sample.payload.to_bytes())
-
-    tally = Tally()
-    with zenoh.open(to_zenoh_config(settings(listen=endpoint))) as session:
-        session.declare_subscriber(key, on_sample)
-        print("READY", flush=True)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(RUN_TIMEOUT_S):
-                while True:
-                    data = await queue.get()
-                    phase, _, sent_ns = _STAMP.unpack_from(data)
-                    if not tally.record(phase, sent_ns):
-                        break
-    return tally.result()
-
-
-def bare_sender(endpoint: str, key: str, size: int, lat_count: int, tp_count: int) -> None:
-    """Send the latency then the throughput phase with a plain reliable DROP publisher."""
-    import zenoh
-    from rtrun._zenoh_config import to_zenoh_config
-
-    with zenoh.open(to_zenoh_config(settings(connect=endpoint))) as session:
-        pub = session.declare_publisher(
-            key, congestion_control=zenoh.CongestionControl.DROP, reliability=zenoh.Reliability.RELIABLE
-        )
-        _wait_matching(pub)
-        pad = bytes(size - _STAMP.size)
-        for i in range(lat_count):
-            pub.put(_STAMP.pack(PHASE_LATENCY, i, time.monotonic_ns()) + pad)
-            time.sleep(GAP_S)
-        for i in range(tp_count):
-            pub.put(_STAMP.pack(PHASE_THROUGHPUT, i, time.monotonic_ns()) + pad)
-        time.sleep(0.2)
-        for _ in range(3):  # DROP publisher: repeat the end marker
-            pub.put(_STAMP.pack(PHASE_END, 0, 0) + pad)
-            time.sleep(0.05)
-
-
-def _wait_matching(pub: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pub.matching_status.matching:
-        if time.monotonic() > deadline:
-            raise TimeoutError("no matching subscriber")
-        time.sleep(0.01)
-    time.sleep(0.1)  # let the route settle on both sides
-
-
-# --- rtrun channel ----------------------------------------------------------------------------
+# --- receiver child ---------------------------------------------------------------------------
 
 
 def _bench_message() -> Any:
@@ -179,9 +134,9 @@ def _bench_message() -> Any:
     @rtrun.message(tag="rtrun.bench.Hop", version=1)
     class Hop(rtrun.Message):
         phase: int
-        """1 latency, 2 throughput, 3 end."""
+        """0 warm-up, 1 latency, 2 throughput, 3 end."""
         seq: int
-        """Counter within the phase."""
+        """Counter within the latency phase; round number in the throughput phase."""
         sent_ns: int
         """Sender's time.monotonic_ns() (same machine only)."""
         data: np.ndarray
@@ -190,57 +145,140 @@ def _bench_message() -> Any:
     return Hop
 
 
-async def rtrun_receiver(endpoint: str, key: str, size: int) -> dict[str, float]:
-    """rtrun cross-host channel, receiving side (asyncio)."""
+def rtrun_data_len(size: int) -> int:
+    """Array length that makes the encoded Hop exactly ``size`` bytes (or close, for tiny sizes)."""
+    import numpy as np
+    import rtrun
+
+    hop = _bench_message()
+    n = max(size - 100, 1)
+    for _ in range(4):
+        encoded = len(
+            rtrun.encode(hop(phase=2, seq=1, sent_ns=time.monotonic_ns(), data=np.zeros(n, np.uint8)))
+        )
+        n = max(n + size - encoded, 1)
+    return n
+
+
+async def receiver_main(endpoint: str, size: int, capacity: int) -> dict[str, Any]:
+    """Both receivers in one asyncio loop on one session; returns both tallies."""
     import anyio
     from rtrun._zenoh import open_session
     from rtrun._zenoh_channel import open_zenoh_receiver
 
     hop = _bench_message()
-    tally = Tally()
+    key = keys(size)
+    tallies = {impl: Tally() for impl in IMPLS}
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def on_sample(sample: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, sample.payload.to_bytes())
+
+    async def bare() -> None:
+        tally = tallies["bare"]
+        while True:
+            data = await queue.get()
+            if not tally.record(*_STAMP.unpack_from(data)):
+                return
+
+    async def rtrun_rx(receiver: Any) -> None:
+        tally = tallies["rtrun"]
+        async for msg in receiver:  # ends with EndOfStream when the sender closes
+            if not tally.record(msg.phase, msg.seq, msg.sent_ns):
+                return
+
     with open_session(settings(listen=endpoint)) as session:
-        receiver = open_zenoh_receiver(session, key, 64, "drop_oldest", message_type=hop)
+        session._session.declare_subscriber(key["bare"], on_sample)  # the bare zenoh session
+        receiver = open_zenoh_receiver(session, key["rtrun"], capacity, "drop_oldest", message_type=hop)
         with receiver:
             print("READY", flush=True)
             with anyio.move_on_after(RUN_TIMEOUT_S):
-                async for msg in receiver:  # ends with EndOfStream when the sender closes
-                    tally.record(msg.phase, msg.sent_ns)
-    return tally.result()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(bare)
+                    tg.start_soon(rtrun_rx, receiver)
+            dropped = receiver.statistics().dropped_total
+    return {"bare": tallies["bare"].result(), "rtrun": tallies["rtrun"].result() | {"dropped": dropped}}
 
 
-async def rtrun_sender(endpoint: str, key: str, size: int, lat_count: int, tp_count: int) -> None:
-    """rtrun cross-host channel, sending side (asyncio)."""
+# --- driver (sender) --------------------------------------------------------------------------
+
+
+class Senders:
+    """The two sending paths, on one session."""
+
+    def __init__(self, session: Any, size: int) -> None:
+        import numpy as np
+        import zenoh
+        from rtrun._zenoh import Qos
+        from rtrun._zenoh_channel import open_zenoh_sender
+
+        key = keys(size)
+        self.pub = session._session.declare_publisher(
+            key["bare"],
+            congestion_control=zenoh.CongestionControl.DROP,
+            reliability=zenoh.Reliability.RELIABLE,
+        )
+        self.port = open_zenoh_sender(session, key["rtrun"], policy="drop_oldest", qos=Qos())  # = bare QoS
+        self.hop = _bench_message()
+        self.data = np.zeros(rtrun_data_len(size), np.uint8)
+        self.data.flags.writeable = False
+        self.pad = bytes(size - _STAMP.size)
+
+    async def ready(self) -> None:
+        import anyio
+
+        with anyio.fail_after(10):
+            await self.port.wait_for_receiver()
+            while not self.pub.matching_status.matching:  # noqa: ASYNC110 - zenoh has no event for it
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.1)  # let the routes settle on both sides
+
+    def bare(self, phase: int, seq: int) -> None:
+        self.pub.put(_STAMP.pack(phase, seq, time.monotonic_ns()) + self.pad)
+
+    async def rtrun(self, phase: int, seq: int) -> None:
+        await self.port.send(self.hop(phase=phase, seq=seq, sent_ns=time.monotonic_ns(), data=self.data))
+
+    def rtrun_nowait(self, phase: int, seq: int) -> None:
+        self.port.send_nowait(self.hop(phase=phase, seq=seq, sent_ns=time.monotonic_ns(), data=self.data))
+
+
+async def driver_main(endpoint: str, size: int, lat_count: int, tp_count: int, rounds: int) -> None:
+    """Warm up, then interleave latency messages and throughput bursts of both paths."""
     import anyio
-    import numpy as np
-    from rtrun._zenoh import Qos, open_session
-    from rtrun._zenoh_channel import open_zenoh_sender
+    from rtrun._zenoh import open_session
 
-    hop = _bench_message()
-    data = np.zeros(size - 64 if size > 128 else size, np.uint8)
-    data.flags.writeable = False
     with open_session(settings(connect=endpoint)) as session:
-        sender = open_zenoh_sender(session, key, policy="drop_oldest", qos=Qos())  # = baseline QoS
-        async with sender:
-            with anyio.fail_after(10):
-                await sender.wait_for_receiver()
-            await anyio.sleep(0.1)
-            for i in range(lat_count):
-                await sender.send(hop(phase=PHASE_LATENCY, seq=i, sent_ns=time.monotonic_ns(), data=data))
-                await anyio.sleep(GAP_S)
-            for i in range(tp_count):  # drop_oldest never waits: send_nowait, like a bare put
-                sender.send_nowait(hop(phase=PHASE_THROUGHPUT, seq=i, sent_ns=time.monotonic_ns(), data=data))
-            await anyio.sleep(0.2)
-        await anyio.sleep(0.2)  # END_OF_STREAM was queued by aclose(); let it leave first
-
-
-# --- driver -----------------------------------------------------------------------------------
+        tx = Senders(session, size)
+        with tx.port:
+            await tx.ready()
+            for phase, count in ((PHASE_WARMUP, WARMUP_COUNT), (PHASE_LATENCY, lat_count)):
+                for i in range(count):
+                    tx.bare(phase, i)
+                    await anyio.sleep(GAP_S)
+                    await tx.rtrun(phase, i)
+                    await anyio.sleep(GAP_S)
+            for r in range(rounds):
+                for impl in IMPLS if r % 2 == 0 else reversed(IMPLS):
+                    send = tx.bare if impl == "bare" else tx.rtrun_nowait
+                    start = time.monotonic()
+                    for _ in range(tp_count):
+                        send(PHASE_THROUGHPUT, r)
+                    await anyio.sleep(0.3 + 2 * (time.monotonic() - start))  # let it drain
+            for _ in range(3):  # DROP publishers: repeat the end markers
+                tx.bare(PHASE_END, 0)
+                with contextlib.suppress(anyio.BrokenResourceError):  # the receiver is done
+                    tx.rtrun_nowait(PHASE_END, 0)
+                await anyio.sleep(0.05)
+        tx.pub.undeclare()
 
 
 @contextlib.contextmanager
-def receiver_process(impl: str, endpoint: str, key: str, size: int) -> Iterator[subprocess.Popen[str]]:
-    """Start the receiving child and wait until its subscriber is declared."""
-    cmd = [sys.executable, __file__, "--role", "receiver", "--impl", impl]
-    cmd += ["--endpoint", endpoint, "--key", key, "--sizes", str(size)]
+def receiver_process(endpoint: str, size: int, capacity: int) -> Iterator[subprocess.Popen[str]]:
+    """Start the receiving child and wait until its subscribers are declared."""
+    cmd = [sys.executable, __file__, "--role", "receiver", "--endpoint", endpoint]
+    cmd += ["--sizes", str(size), "--capacity", str(capacity)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -257,56 +295,49 @@ def receiver_process(impl: str, endpoint: str, key: str, size: int) -> Iterator[
             proc.wait()
 
 
-def run_one(impl: str, size: int, quick: bool) -> dict[str, float]:
-    """One receiver child + this process as the sender; returns the child's measurements."""
-    endpoint = f"tcp/127.0.0.1:{free_port()}"
-    key = f"@rtrun/{GRAPH}/{impl}/s{size}"
-    lat_count = LATENCY_COUNT[size] // (4 if quick else 1)
-    tp_count = THROUGHPUT_COUNT[size] // (4 if quick else 1)
-    with receiver_process(impl, endpoint, key, size) as proc:
-        if impl == "bare":
-            bare_sender(endpoint, key, size, lat_count, tp_count)
-        else:
-            import anyio
+def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One receiver child + this process as the sender; returns one JSON line's fields."""
+    import anyio
 
-            anyio.run(rtrun_sender, endpoint, key, size, lat_count, tp_count)
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    div = 4 if args.quick else 1
+    lat_count, tp_count = LATENCY_COUNT[size] // div, THROUGHPUT_COUNT[size] // div
+    load_before = os.getloadavg()[0]
+    with receiver_process(endpoint, size, args.capacity) as proc:
+        anyio.run(driver_main, endpoint, size, lat_count, tp_count, args.rounds)
         assert proc.stdout is not None
         out, _ = proc.communicate(timeout=60)
-    return json.loads(out.strip().splitlines()[-1])
+    result = json.loads(out.strip().splitlines()[-1])
+    line: dict[str, Any] = {"bench": "zenoh_hop", "payload_bytes": size}
+    line |= {f"baseline_{k}": v for k, v in result["bare"].items()}
+    line |= result["rtrun"]
+    line["ratio_p50"] = round(line["p50_us"] / line["baseline_p50_us"], 3)
+    tp = line["throughput_msgs_s"] / max(line["baseline_throughput_msgs_s"], 1e-9)
+    line["throughput_ratio"] = round(tp, 3)
+    line["capacity"] = args.capacity
+    line["load_avg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return line
 
 
 def main() -> None:
-    """Parse arguments; run as the driver (default) or as a receiver child."""
+    """Parse arguments; run as the driver (default) or as the receiver child."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    parser.add_argument("--impl", choices=("both", "bare", "rtrun"), default="both")
     parser.add_argument("--quick", action="store_true", help="a quarter of the messages")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per path")
+    parser.add_argument("--capacity", type=int, default=64, help="rtrun receiving capacity")
     parser.add_argument("--role", choices=("driver", "receiver"), default="driver")
     parser.add_argument("--endpoint")
-    parser.add_argument("--key")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.role == "receiver":
-        if args.impl == "bare":
-            result = asyncio.run(bare_receiver(args.endpoint, args.key))
-        else:
-            import anyio
+        import anyio
 
-            result = anyio.run(rtrun_receiver, args.endpoint, args.key, sizes[0])
+        result = anyio.run(receiver_main, args.endpoint, sizes[0], args.capacity)
         print(json.dumps(result), flush=True)
         return
     for size in sizes:
-        line: dict[str, Any] = {"bench": "zenoh_hop", "payload_bytes": size}
-        if args.impl in ("both", "bare"):
-            base = run_one("bare", size, args.quick)
-            line |= {f"baseline_{k}": v for k, v in base.items()}
-        if args.impl in ("both", "rtrun"):
-            line |= run_one("rtrun", size, args.quick)
-        if args.impl == "both":
-            line["ratio_p50"] = round(line["p50_us"] / line["baseline_p50_us"], 3)
-            tp = line["throughput_msgs_s"] / max(line["baseline_throughput_msgs_s"], 1e-9)
-            line["throughput_ratio"] = round(tp, 3)
-        print(json.dumps(line), flush=True)
+        print(json.dumps(run_size(size, args)), flush=True)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,9 @@ class Graph:
         self.name = compiled.spec.name
         """Graph name."""
         self._local = {i: a for i, a in compiled.actors.items() if hosts is None or a.host in hosts}
-        self.hosts = frozenset(hosts) if hosts is not None else frozenset(a.host for a in compiled.actors.values())
+        self.hosts = (
+            frozenset(hosts) if hosts is not None else frozenset(a.host for a in compiled.actors.values())
+        )
         """The hosts this process runs."""
         self._transport = Transport(compiled, self.hosts)
         self._contexts: dict[str, ActorContext[Any]] = {}
@@ -308,7 +310,9 @@ class Graph:
             raise KeyError(f"actor {actor_id!r} has no input {name!r} (inputs: {sorted(ctx.inputs)})")
         held = self._input_senders.get(f"{actor_id}/{name}")
         if held is None:
-            raise RtrunError(f"input {path!r} is fed over Zenoh by another host; inject messages on that host")
+            raise RtrunError(
+                f"input {path!r} is fed over Zenoh by another host; inject messages on that host"
+            )
         if held.closed:
             raise RtrunError(f"input {path!r} is fed by the graph and its producers are gone (end-of-stream)")
         return held.clone()

@@ -52,9 +52,13 @@ class Transport:
         self.compiled = compiled
         self.local_hosts = local_hosts
         self._local = {i for i, a in compiled.actors.items() if a.host in local_hosts}
-        self.incoming = [e for e in compiled.edges if e.target_actor in self._local and e.source_actor not in self._local]
+        self.incoming = [
+            e for e in compiled.edges if e.target_actor in self._local and e.source_actor not in self._local
+        ]
         """Edges whose consumer is local and producer remote."""
-        self.outgoing = [e for e in compiled.edges if e.source_actor in self._local and e.target_actor not in self._local]
+        self.outgoing = [
+            e for e in compiled.edges if e.source_actor in self._local and e.target_actor not in self._local
+        ]
         """Edges whose producer is local and consumer remote."""
         self.session: Any = None
         self._ports: list[Any] = []
@@ -82,7 +86,9 @@ class Transport:
         for host in sorted(self.local_hosts):
             self._tokens.append(declare_presence(self.session, graph, host))
         for actor_id in sorted(self._local):
-            self._tokens.append(declare_presence(self.session, graph, self.compiled.actors[actor_id].host, actor_id))
+            self._tokens.append(
+                declare_presence(self.session, graph, self.compiled.actors[actor_id].host, actor_id)
+            )
         log.info(
             "zenoh session open (%s, epoch %08x): %d incoming, %d outgoing channels",
             settings.mode, self.session.epoch, len(self.incoming), len(self.outgoing),

@@ -376,7 +376,12 @@ class Supervisor:
         """
         assert self._tg is not None
         child.incarnation += 1
-        child.scope, child.done, child.pending, child.stopping = CancelScope(shield=True), Event(), None, False
+        child.scope, child.done, child.pending, child.stopping = (
+            CancelScope(shield=True),
+            Event(),
+            None,
+            False,
+        )
         child.lifecycle.to(ActorState.STARTING)
         signal = _StartSignal(Event())
         self._tg.start_soon(self._child_main, child, child.incarnation, signal, name=f"rtrun:{child.spec.id}")

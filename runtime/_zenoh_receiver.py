@@ -251,7 +251,7 @@ class _ReceiverCore:
             log.debug("%s: credit not sent (session closed)", self.key)
 
     # event loop ---------------------------------------------------------------------------
-    def take_locked(self, now: float) -> tuple[Any, tuple[bytes, bytes] | None]:
+    def take_locked(self) -> tuple[Any, tuple[bytes, bytes] | None]:
         if self.broken_pending:
             self.broken_pending = False
             raise BrokenResourceError(f"the sender of {self.key!r} vanished")
@@ -261,7 +261,7 @@ class _ReceiverCore:
             self.last_header = header
             credit = self.credit_locked() if self.policy == "block" else None
             return item, credit
-        if self.eos is not None and self._eos_reached_locked(now):
+        if self.eos is not None and self._eos_reached_locked(anyio.current_time()):  # clock: EOS only
             raise EndOfStream
         raise WouldBlock
 
@@ -335,9 +335,8 @@ class ZenohReceivePort(PortBase, Generic[T]):
         if self._closed:
             raise ClosedResourceError
         core = self._core
-        now = anyio.current_time()
         with core.bridge.lock:
-            item, credit = core.take_locked(now)
+            item, credit = core.take_locked()
         if credit is not None:
             core.publish(credit)
         return item  # type: ignore[no-any-return]

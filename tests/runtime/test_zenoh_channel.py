@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import struct
 from collections.abc import Iterator
 
@@ -172,6 +173,7 @@ async def test_vanished_sender_breaks_once_then_new_epoch_resumes(
                     while "stale_epoch" not in rx.statistics().dropped:
                         await anyio.sleep(0.01)
         assert rx.statistics().dropped["stale_epoch"] == 1
+        tx.close()  # left open to simulate a crash; its session is closed, so nothing is published
 
 
 async def test_sequence_gaps_are_counted_as_drops(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
@@ -293,3 +295,26 @@ async def test_router_mode_carries_a_channel_between_clients() -> None:
         stop.set()
         router.join(timeout=10)
     assert not router.is_alive()
+
+
+async def test_unclosed_ports_warn_when_collected(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+    """Like in-process ports: an open Zenoh port that is garbage-collected emits ResourceWarning."""
+    a, b, _ = sessions
+    key = unique_key()
+    for opener in (
+        functools.partial(open_zenoh_receiver, b, key, 1, "latest", codec=MSGPACK_CODEC),
+        functools.partial(open_zenoh_sender, a, key, policy="latest", codec=MSGPACK_CODEC),
+    ):
+        port = opener()
+        core = port._core  # keep the declarations reachable; only the port handle is dropped
+        with pytest.warns(ResourceWarning, match="unclosed Zenoh"):
+            del port
+            gc.collect()
+        closed = opener()
+        closed.close()
+        del closed  # a closed port is collected silently (warnings are errors here)
+        gc.collect()
+        if hasattr(core, "close_clone"):  # release the leaked declarations
+            core.close_clone()
+        else:
+            core.clone_closed()
