@@ -147,7 +147,6 @@ class Transport:
 
 def _detach(port: Any) -> None:
     """Close a Zenoh sender clone without publishing END_OF_STREAM (receivers are untouched)."""
-    core = getattr(port, "_core", None)
-    if hasattr(port, "send") and core is not None and not port._closed:
-        port._closed = True
-        core.release_clone()
+    detach = getattr(port, "detach", None)
+    if detach is not None:
+        detach()

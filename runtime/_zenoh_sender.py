@@ -292,6 +292,17 @@ class ZenohSendPort(PortBase, Generic[T]):
         self._closed = True
         self._core.clone_closed()
 
+    def detach(self) -> None:
+        """Close this clone *without* END_OF_STREAM: its host is leaving, not the actor ending.
+
+        Receivers then see the sender vanish when the session closes (``BrokenResourceError``
+        once, then they wait for the next epoch), which is what a restarting host needs.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._core.release_clone()
+
     async def aclose(self) -> None:
         """Close this clone; the last one publishes END_OF_STREAM *reliably*: from a worker
         thread with congestion ``block`` (the event loop never blocks), then waits for the
