@@ -10,7 +10,7 @@ Decisions (the brief is silent on these):
 * Only settings that are *set* are written; everything else keeps Zenoh's own default, so a
   Zenoh upgrade's better defaults are inherited. The exceptions are deliberate: multicast
   scouting is written ``false`` unless enabled (Zenoh's default is on, which multicasts to
-  224.0.0.224:7446 on every NIC), and shared memory is written explicitly (default on).
+  Zenoh's scouting group on every NIC), and shared memory is written explicitly (default on).
 * TLS file paths are passed through untouched (not checked for existence: that is I/O, and Zenoh
   reports a missing file when the session opens, wrapped into :class:`TransportError`).
 * ``lease_ms`` is the token holder's ``transport/link/tx/lease``: measured on this machine, a
@@ -55,7 +55,7 @@ class ZenohSettings:
     listen: tuple[str, ...] = ()
     """Endpoints to listen on, e.g. ``("tcp/0.0.0.0:7447",)``. Empty: Zenoh's default."""
     connect: tuple[str, ...] = ()
-    """Endpoints to connect to, e.g. ``("tcp/192.168.1.10:7447",)``."""
+    """Endpoints to connect to, e.g. ``("tcp/robot.local:7447",)``."""
     multicast_scouting: bool = False
     """Discover peers by UDP multicast. Off by default: explicit endpoints only."""
     tls_root_ca: str | None = None

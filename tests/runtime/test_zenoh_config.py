@@ -23,7 +23,7 @@ def test_full_settings_render_to_zenoh_paths() -> None:
     settings = ZenohSettings(
         mode="peer",
         listen=("tcp/127.0.0.1:7447",),
-        connect=("tcp/10.0.0.2:7447", "tls/gpu.local:7448"),
+        connect=("tcp/gpu-box.local:7447", "tls/gpu.local:7448"),
         tls_root_ca="/ca.pem",
         tls_connect_certificate="/c.pem",
         tls_connect_private_key="/c.key",
@@ -34,7 +34,7 @@ def test_full_settings_render_to_zenoh_paths() -> None:
     )
     doc = json.loads(to_json5(settings))
     assert doc["listen"] == {"endpoints": ["tcp/127.0.0.1:7447"]}
-    assert doc["connect"]["endpoints"] == ["tcp/10.0.0.2:7447", "tls/gpu.local:7448"]
+    assert doc["connect"]["endpoints"] == ["tcp/gpu-box.local:7447", "tls/gpu.local:7448"]
     assert doc["transport"]["link"]["tx"] == {"lease": 300, "keep_alive": 3}
     assert doc["transport"]["link"]["tls"] == {
         "root_ca_certificate": "/ca.pem",
