@@ -23,30 +23,7 @@ from rtrun.drivers.motor_bus import (
     ServoError,
 )
 
-
-class ScriptedLink:
-    """Records written packets; serves canned reply bytes."""
-
-    def __init__(self, reply: bytes = b"") -> None:
-        self.sent: list[bytes] = []
-        self.rx = bytearray(reply)
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(bytes(data))
-
-    def read(self, n: int, deadline: float) -> bytes:
-        out = bytes(self.rx[:n])
-        del self.rx[:n]
-        return out
-
-    def discard_input(self) -> int:
-        return 0
+from ._links import ScriptedLink
 
 
 def status(motor_id: int, params: bytes = b"", error: int = 0, *, stuffed: bool = True) -> bytes:

@@ -14,58 +14,11 @@ from hypothesis import strategies as st
 from rtrun.drivers.dynamixel import CRC_TABLE, DynamixelBus, dxl_crc16, stuff
 from rtrun.drivers.motor_bus import ChecksumError, ServoError
 
+from ._links import ScriptedLink, capture_port_class
+
 dxl = pytest.importorskip("dynamixel_sdk")
+CapturePort = capture_port_class(dxl)
 pytestmark = pytest.mark.oracle
-
-
-class CapturePort(dxl.PortHandler):  # type: ignore[misc,name-defined]
-    """Stands in for the serial port: records what the SDK writes, replays canned replies."""
-
-    def __init__(self, reply: bytes = b"") -> None:
-        super().__init__("capture")
-        self.sent: list[bytes] = []
-        self.rx = bytearray(reply)
-        self.is_open, self.tx_time_per_byte = True, 0.01
-
-    def clearPort(self) -> None:
-        pass
-
-    def writePort(self, packet: list[int]) -> int:
-        self.sent.append(bytes(packet))
-        return len(packet)
-
-    def readPort(self, n: int) -> bytes:
-        out = bytes(self.rx[:n])
-        del self.rx[:n]
-        return out
-
-    def getBytesAvailable(self) -> int:
-        return len(self.rx)
-
-
-class ScriptedLink:
-    """rtrun side: records written packets, serves canned replies."""
-
-    def __init__(self, reply: bytes = b"") -> None:
-        self.sent: list[bytes] = []
-        self.rx = bytearray(reply)
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(bytes(data))
-
-    def read(self, n: int, deadline: float) -> bytes:
-        out = bytes(self.rx[:n])
-        del self.rx[:n]
-        return out
-
-    def discard_input(self) -> int:
-        return 0
 
 
 def rtrun_bus(reply: bytes = b"") -> tuple[DynamixelBus, ScriptedLink]:
