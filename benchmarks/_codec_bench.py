@@ -1,8 +1,9 @@
-"""Codec micro-benchmark: encode / decode / round-trip time of a camera frame and an action chunk.
+"""Codec micro-benchmark: encode / decode / round-trip time of a camera frame, an action chunk and
+a small joint state (the per-message Python cost that dominates a Zenoh hop).
 
 ``run_codec_bench()`` returns one dict per case::
 
-    {"bench": "codec", "case": "frame_640x480x3" | "chunk_50x14", "roundtrip_us": median,
+    {"bench": "codec", "case": "frame_640x480x3" | "chunk_50x14" | "joint_state_6", "roundtrip_us": median,
      "p99_us": p99 of the round trip, "encode_us": median, "decode_us": median,
      "bytes": encoded size, "iterations": n}
 
@@ -62,6 +63,26 @@ class BenchChunk(Message):
     """horizon × action_dim."""
     joint_names: tuple[str, ...]
     """Action dimension names."""
+
+
+@message(tag="rtrun.bench.JointState", version=1)
+class BenchJointState(Message):
+    """Same shape as a 6-joint state message: a few scalars and one small array (~100 B)."""
+
+    seq: int
+    """Sample counter."""
+    t_sample: float
+    """Sample time, seconds."""
+    ok: bool
+    """Bus healthy."""
+    positions: NDArray[np.float32]
+    """Joint positions, radians."""
+
+
+def _joint_state() -> BenchJointState:
+    positions = np.linspace(-1.0, 1.0, 6, dtype=np.float32)
+    positions.flags.writeable = False
+    return BenchJointState(seq=7, t_sample=3.25, ok=True, positions=positions)
 
 
 def _frame() -> BenchFrame:
@@ -124,9 +145,10 @@ def _case(name: str, msg: Message, iterations: int) -> dict[str, Any]:
 
 
 def run_codec_bench(iterations: int = 1000) -> list[dict[str, Any]]:
-    """Benchmark both cases; ``iterations`` (>= 200) timed runs per measurement."""
+    """Benchmark every case; ``iterations`` (>= 200) timed runs per measurement."""
     iterations = max(200, iterations)
     return [
+        _case("joint_state_6", _joint_state(), iterations),
         _case("frame_640x480x3", _frame(), iterations),
         _case("chunk_50x14", _chunk(), iterations),
     ]

@@ -106,17 +106,19 @@ class _Reader:
         return self.view[start:end]
 
 
-def _read_body(view: memoryview, zero_copy_min_size: int) -> tuple[_ClassCodec, int, dict[str, Any]]:
+def _read_body(view: bytes | memoryview, zero_copy_min_size: int) -> tuple[_ClassCodec, int, dict[str, Any]]:
     """Walk the top-level map: returns the class codec, the wire version and the raw entries.
 
-    ``zero_copy_min_size`` is :data:`rtrun._codec.ZERO_COPY_MIN_SIZE`, passed by the caller so
-    that the constant stays one module attribute (tests patch it to force either path).
+    ``view`` is ``bytes`` or a read-only byte ``memoryview``. ``zero_copy_min_size`` is
+    :data:`rtrun._codec.ZERO_COPY_MIN_SIZE`, passed by the caller so that the constant stays one
+    module attribute (tests patch it to force either path).
     """
     if not view or view[0] not in _MAP_HEAD:
         raise DecodeError("malformed", "a message body must be one msgpack map")
     peeked = _peek_tag(view)
     if peeked is not None and (not peeked[0].has_array or len(view) < zero_copy_min_size):
         return _read_flat(view, *peeked)
+    view = memoryview(view)  # bytes: a read-only view; a memoryview: the same read-only bytes
     reader = _Reader(view)
     unpacker = reader.unpacker
     count = _container_len(unpacker.read_map_header())
@@ -181,39 +183,58 @@ def _container_len(n: int) -> int:
 
 
 _TAG_KEY_PACKED = _packb(TAG_KEY)
+_TAG_KEY_LEN = len(_TAG_KEY_PACKED)
 
 
-def _peek_tag(view: memoryview) -> tuple[_ClassCodec, int] | None:
+def _peek_tag(view: bytes | memoryview) -> tuple[_ClassCodec, int] | None:
     """``(codec, map length)`` when the first key is ``@tag`` with a short str value (rtrun's own
     layout); ``None`` otherwise, leaving every error to the general walk."""
     head = view[0]
-    pos, count = 1, head & 0x0F
-    if head in (0xDE, 0xDF):
+    if head < 0x90:  # fixmap (the caller checked that this is a map header)
+        pos, count = 1, head & 0x0F
+    else:
         pos = 3 if head == 0xDE else 5
         count = int.from_bytes(view[1:pos], "big")
-    key_end = pos + len(_TAG_KEY_PACKED)
+    key_end = pos + _TAG_KEY_LEN
     if view[pos:key_end] != _TAG_KEY_PACKED or key_end + 1 >= len(view):
         return None
     head = view[key_end]
     if 0xA0 <= head <= 0xBF:
-        start, size = key_end + 1, head & 0x1F
+        start = key_end + 1
+        end = start + (head & 0x1F)
     elif head == 0xD9:
-        start, size = key_end + 2, view[key_end + 1]
+        start = key_end + 2
+        end = start + view[key_end + 1]
     else:
         return None
-    if start + size > len(view):
+    if end > len(view):
         return None  # truncated: let the general walk report it
-    try:
-        tag = str(view[start : start + size], "utf-8")
-    except UnicodeDecodeError:
-        return None
-    return _codec_for_tag(tag), count
+    raw = view[start:end]
+    if type(raw) is not bytes:  # a memoryview hashes through its (maybe unhashable) exporter
+        raw = bytes(raw)
+    codec = _CODEC_BY_RAW_TAG.get(raw)
+    if codec is None or _registry_get(codec.tag) is not codec.cls:  # unseen, or re-registered
+        try:
+            tag = str(raw, "utf-8")
+        except UnicodeDecodeError:
+            return None
+        codec = _codec_for_tag(tag)
+        _CODEC_BY_RAW_TAG[raw] = codec
+    return codec, count
 
 
-def _read_flat(view: memoryview, codec: _ClassCodec, count: int) -> tuple[_ClassCodec, int, dict[str, Any]]:
-    """Fast path for messages without array fields: one C-level unpack of the whole body."""
+_CODEC_BY_RAW_TAG: dict[bytes, _ClassCodec] = {}
+"""Codecs by the UTF-8 bytes of their tag, skipping the str decode and registry walk on every
+message. Holds registered tags only (unknown ones raise before caching), and each hit is checked
+against the registry, so re-registering a tag (a module reload) takes effect at once."""
+
+
+def _read_flat(
+    view: bytes | memoryview, codec: _ClassCodec, count: int
+) -> tuple[_ClassCodec, int, dict[str, Any]]:
+    """Fast path for small bodies and messages without array fields: one C-level unpack."""
     n = len(view)
-    containers = min(n, MAX_CONTAINER_LEN)
+    containers = n if n < MAX_CONTAINER_LEN else MAX_CONTAINER_LEN
     body = msgpack.unpackb(
         view,
         raw=False,
@@ -225,9 +246,12 @@ def _read_flat(view: memoryview, codec: _ClassCodec, count: int) -> tuple[_Class
         max_array_len=containers,
         max_map_len=containers,
     )
-    if len(body) != count or not _only(_STR, tuple(body)):
+    if len(body) != count or not _only(_STR, body):
         raise DecodeError("malformed", "top-level keys must be distinct str")
-    return codec, _version(body), body
+    version = body.get(VERSION_KEY)
+    if type(version) is not int:
+        raise DecodeError("malformed", f"{VERSION_KEY!r} must be an int, got {version!r}")
+    return codec, version, body
 
 
 _STR = frozenset({str})
