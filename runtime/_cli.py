@@ -108,14 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _router(listen: list[str]) -> int:
     import threading
 
-    from ._zenoh import run_router
+    from ._zenoh import open_router
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        print(f"rtrun router listening on {', '.join(listen)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        run_router(tuple(listen), stop=stop)
+        with open_router(tuple(listen)):
+            # Announce only once the router listens: scripts and tests wait for this line.
+            print(f"rtrun router listening on {', '.join(listen)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            stop.wait()
     except RtrunError as exc:
         print(f"rtrun router: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -24,6 +24,7 @@ import anyio
 import numpy as np
 import pytest
 import rtrun
+import trio.testing
 from anyio.abc import TaskStatus
 from rtrun import Actor, ActorContext, Output, Ticker
 
@@ -41,6 +42,22 @@ from rtrun.actors.recorder import RecorderActor  # noqa: E402
 JOINTS = ("shoulder_pan.pos", "elbow_flex.pos", "gripper.pos")
 FPS = 30
 VIRTUAL_SAFE_TIMEOUT_S = 1e6
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("trio-virtual", id="trio-virtual"),
+        pytest.param("asyncio", id="asyncio"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """Both backends; the virtual clock only autojumps after 50 ms of real quiescence, because
+    the recorder's writer thread works in real time (autojump 0 would leap over its work)."""
+    if request.param == "asyncio":
+        return "asyncio", {}
+    return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0.05)}
+
+
 """Start/stop budget of the recorder in test graphs (clock seconds; see recorder_graph)."""
 
 
