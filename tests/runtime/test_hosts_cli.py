@@ -79,9 +79,14 @@ def test_two_host_commands_through_a_router(tmp_path: Path) -> None:
             procs.append((proc, Lines(proc)))
         procs[0][1].wait(r"\[sink\] received 60, last \d+")
     finally:
-        codes = [stop(p, lines) for p, lines in reversed(procs)]
+        codes = [stop(p, lines) for p, lines in procs]  # consumer (gpu) first: reverse data flow
         router_code = stop(router, router_lines)
-    assert codes == [0, 0] and router_code == 0
+    logs = "\n".join(
+        f"--- {p.args[-3] if len(p.args) > 3 else p.args}\n"
+        + "\n".join(line for _, line in lines.items[-25:])
+        for p, lines in procs
+    )
+    assert codes == [0, 0] and router_code == 0, logs
 
 
 def test_unknown_host_is_a_usage_error(tmp_path: Path) -> None:
