@@ -184,17 +184,21 @@ class open_channel(tuple["SendPort[T]", "ReceivePort[T]"]):  # trio-style factor
         pass  # pragma: no cover - __new__ returns a plain tuple
 
 
-class _Port:
-    """Shared machinery of send and receive ports (no public constructor)."""
+class PortLifecycle:
+    """Lifecycle shared by every port, in-process or Zenoh: no public constructor, sync
+    idempotent ``close()`` plus ``aclose()``, context managers, ``closed``, and a
+    ``ResourceWarning`` when an open port is garbage-collected."""
 
-    __slots__ = ("__weakref__", "_closed", "_state", "_waiters")
+    __slots__ = ("__weakref__", "_closed")
+
+    _factory: str = "open_channel()"
+    """Named in the error raised by the (forbidden) public constructor."""
 
     def __init__(self) -> None:
-        raise TypeError(f"{type(self).__name__} has no public constructor; use open_channel()")
+        raise TypeError(f"{type(self).__name__} has no public constructor; use {self._factory}")
 
-    def statistics(self) -> ChannelStatistics:
-        """Snapshot of the channel's counters (identical from every port of the channel)."""
-        return self._state.statistics()
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         return self
@@ -210,15 +214,12 @@ class _Port:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Close this port (a checkpoint); same effect as :meth:`close`."""
         self.close()
         await checkpoint()
-
-    def close(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
 
     @property
     def closed(self) -> bool:
@@ -230,6 +231,21 @@ class _Port:
             warnings.warn(
                 f"unclosed {type(self).__name__} at {id(self):#x}", ResourceWarning, stacklevel=1, source=self
             )
+
+
+class _Port(PortLifecycle):
+    """Shared machinery of in-process send and receive ports."""
+
+    __slots__ = ("_state", "_waiters")
+
+    def statistics(self) -> ChannelStatistics:
+        """Snapshot of the channel's counters (identical from every port of the channel)."""
+        return self._state.statistics()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()  # in-process close never waits: no checkpoint while unwinding
 
 
 @final

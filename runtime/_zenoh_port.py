@@ -5,15 +5,11 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, TypeVar
 
-from anyio.lowlevel import checkpoint
-
-from ._channel import POLICIES
+from ._channel import POLICIES, PortLifecycle
 from ._errors import ChannelError
 from ._wire import MessageType, pack_header_fields
 
@@ -100,42 +96,10 @@ def header_bytes(mtype: MessageType, seq: int, epoch: int, episode: int = 0, ns:
     return pack_header_fields(mtype, seq, episode, ns, epoch)
 
 
-class PortBase:
-    __slots__ = ("__weakref__", "_closed")
+class PortBase(PortLifecycle):
+    """Zenoh ports share the in-process lifecycle; ``async with`` awaits ``aclose()`` (a sender's
+    last clone then publishes END_OF_STREAM reliably and waits for the acknowledgement)."""
 
-    def __init__(self) -> None:
-        raise TypeError(f"{type(self).__name__} has no public constructor; use open_zenoh_*()")
+    __slots__ = ()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()  # type: ignore[attr-defined]
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close this port (a checkpoint); same effect as ``close()``."""
-        self.close()  # type: ignore[attr-defined]
-        await checkpoint()
-
-    @property
-    def closed(self) -> bool:
-        """Whether this port clone has been closed."""
-        return self._closed
-
-    def __del__(self) -> None:
-        # As in-process ports: an open port that is garbage-collected leaks Zenoh declarations
-        # (and, for the last sender clone, never publishes END_OF_STREAM).
-        if not getattr(self, "_closed", True):
-            warnings.warn(
-                f"unclosed {type(self).__name__} at {id(self):#x}", ResourceWarning, stacklevel=1, source=self
-            )
+    _factory = "open_zenoh_*()"
