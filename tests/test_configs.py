@@ -16,19 +16,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-import trio.testing
 from rtrun import GraphSpec, compile_graph, load_graph, open_graph
 from rtrun._params import parse_override
 
+from .conftest import THREAD_FRIENDLY_VIRTUAL
+
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
 RUN_SECONDS = 3.0
-
-# Actors call drivers in worker threads, which see real time. Autojump only after 50 ms of real
-# quiescence, so virtual time advances with the actors' own deadlines rather than leaping over a
-# thread's work; readiness budgets (start_timeout_s) are lifted for the same reason.
-THREAD_FRIENDLY_VIRTUAL = [
-    pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0.05)}), id="trio-virtual")
-]
 
 
 def without_start_timeouts(spec: GraphSpec) -> GraphSpec:

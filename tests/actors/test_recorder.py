@@ -28,7 +28,7 @@ import trio.testing
 from anyio.abc import TaskStatus
 from rtrun import Actor, ActorContext, Output, Ticker
 
-from ..conftest import VIRTUAL
+from ..conftest import THREAD_FRIENDLY_VIRTUAL, VIRTUAL
 
 pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("av")
@@ -42,6 +42,7 @@ from rtrun.actors.recorder import RecorderActor  # noqa: E402
 JOINTS = ("shoulder_pan.pos", "elbow_flex.pos", "gripper.pos")
 FPS = 30
 VIRTUAL_SAFE_TIMEOUT_S = 1e6
+"""Start/stop budget of the recorder in test graphs (clock seconds; see recorder_graph)."""
 
 
 @pytest.fixture(
@@ -56,9 +57,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
     if request.param == "asyncio":
         return "asyncio", {}
     return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0.05)}
-
-
-"""Start/stop budget of the recorder in test graphs (clock seconds; see recorder_graph)."""
 
 
 # ------------------------------------------------------------------------------- fake sources
@@ -488,7 +486,7 @@ def lerobot() -> types.ModuleType:
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("anyio_backend", VIRTUAL)
+@pytest.mark.parametrize("anyio_backend", THREAD_FRIENDLY_VIRTUAL)
 async def test_lerobot_loads_recorded_episodes(lerobot: types.ModuleType, tmp_path: Path) -> None:
     """Two episodes recorded by a graph load in LeRobot 0.4.4; every frame decodes at its
     timestamp and shows the camera frame the row's capture time names."""
