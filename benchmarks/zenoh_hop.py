@@ -197,8 +197,9 @@ async def receiver_main(endpoint: str, size: int, capacity: int) -> dict[str, An
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(bare)
                     tg.start_soon(rtrun_rx, receiver)
-            dropped = receiver.statistics().dropped_total
-    return {"bare": tallies["bare"].result(), "rtrun": tallies["rtrun"].result() | {"dropped": dropped}}
+            stats = receiver.statistics()
+    drops = {"dropped": stats.dropped_total, "drop_reasons": dict(stats.dropped)}
+    return {"bare": tallies["bare"].result(), "rtrun": tallies["rtrun"].result() | drops}
 
 
 # --- driver (sender) --------------------------------------------------------------------------

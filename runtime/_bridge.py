@@ -12,7 +12,8 @@ exactly that, schedules one non-blocking wake-up of the loop.
 waiter. The loop side calls :meth:`ThreadBridge.wait_until` with a predicate evaluated under the
 lock; if it is false the task marks itself parked and polls a wake-up descriptor. The thread
 side calls :meth:`ThreadBridge.notify_locked` while still holding the lock: if a task is parked
-and no wake-up is pending it makes the descriptor readable. Because the predicate check and the
+and no wake-up is pending it marks the wake-up pending, and the thread makes the descriptor
+readable (:meth:`ThreadBridge.wake`) right after releasing the lock. Because the predicate check and the
 parking happen under the same lock as the deposit, a wake-up can never be lost; because only
 the first notify of a park signals, a burst of N samples costs one loop wake-up, not N.
 
@@ -37,6 +38,17 @@ wake-up is pending, so it is written at most once per park and never blocks. It 
 unchanged on asyncio (also uvloop) and trio, needs no event-loop token, and the descriptor is
 released by :meth:`ThreadBridge.close` or a finalizer.
 
+Two refinements found by profiling a receiver under a burst (``py-spy``):
+
+- The write happens *after* the lock is released (:meth:`ThreadBridge.notify_locked` only
+  decides; the caller then calls :meth:`ThreadBridge.wake`). ``os.write`` drops the GIL; done
+  under the lock, the woken loop thread took the GIL and ran straight into the lock still held by
+  the Zenoh thread, which then waited for the GIL: a convoy costing two context switches.
+- On asyncio the descriptor is registered with the loop *once*, on the first wait
+  (``loop.add_reader``), and each wait parks on a plain future that the reader callback
+  resolves. ``anyio.wait_readable`` registers and unregisters the descriptor on every wait,
+  about forty Python calls in ``selectors`` per wake-up. trio keeps ``anyio.wait_readable``.
+
 :class:`Handoff` is the bounded buffer built on it, with the channel overflow policies
 (``drop_newest``, ``drop_oldest``, ``latest``): every drop is counted per reason; the deque never
 exceeds its capacity, so nothing here is unbounded.
@@ -44,13 +56,14 @@ exceeds its capacity, so nothing here is unbounded.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import anyio
 from anyio import ClosedResourceError, WouldBlock
@@ -118,14 +131,17 @@ class ThreadBridge:
     """A lock shared with foreign threads plus one parked loop waiter (see module docstring).
 
     ``lock`` guards whatever state the owner shares with callbacks. Foreign threads mutate that
-    state under ``lock`` and then call :meth:`notify_locked` (still holding it). Call
-    :meth:`close` when done (a finalizer also releases the descriptor).
+    state under ``lock``, call :meth:`notify_locked` (still holding it) and, if it returned
+    True, :meth:`wake` *after* releasing it. Call :meth:`close` when done (a finalizer also
+    releases the descriptor).
     """
 
     __slots__ = (
         "__weakref__",
         "_closing",
         "_finalizer",
+        "_future",
+        "_loop",
         "_parked",
         "_signalled",
         "_wakeup",
@@ -143,18 +159,32 @@ class ThreadBridge:
         self._parked = False
         self._signalled = False
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # asyncio: the loop we read in
+        self._future: asyncio.Future[None] | None = None  # asyncio: the parked waiter's
 
-    def notify_locked(self) -> None:
-        """Wake the parked loop task, if any. Call with :attr:`lock` held; never blocks."""
+    def notify_locked(self) -> bool:
+        """Mark the parked loop task (if any) as woken. Call with :attr:`lock` held; returns
+        True when the caller must call :meth:`wake` once it has released the lock."""
         if self._parked and not self._signalled:
             self._signalled = True
             self.wakeups += 1
-            self._wakeup.signal()
+            return True
+        return False
+
+    def wake(self) -> None:
+        """Make the wake-up descriptor readable (from any thread, never blocks).
+
+        Called *outside* :attr:`lock`: the write is a system call that releases the GIL, and
+        doing it under the lock would let the woken loop thread run straight into the lock.
+        """
+        self._wakeup.signal()
 
     def notify(self) -> None:
         """Take :attr:`lock` and wake the parked loop task, if any (from any thread)."""
         with self.lock:
-            self.notify_locked()
+            due = self.notify_locked()
+        if due:
+            self.wake()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait (in the event loop) until ``predicate()`` -- evaluated under the lock -- holds.
@@ -162,38 +192,83 @@ class ThreadBridge:
         Only one task may wait at a time (the owner serializes its waiters). Not a checkpoint
         when the predicate already holds; callers add one.
         """
+        loop = self._loop if self._loop is not None else self._attach()
         while True:
+            future = loop.create_future() if loop is not _NOT_ASYNCIO else None
             with self.lock:
                 if predicate():
                     return
                 if self._closing:
                     raise ClosedResourceError
                 self._parked = True
+                self._future = future
+            woken = False
             try:
-                await anyio.wait_readable(self._wakeup.fileno)
+                if future is not None:
+                    await future
+                else:
+                    await anyio.wait_readable(self._wakeup.fileno)
+                    woken = True
             finally:
-                self._unpark()
+                self._unpark(woken)
 
-    def _unpark(self) -> None:
+    def _attach(self) -> Any:
+        """First wait: on asyncio, watch the descriptor for good (one reader registration for
+        the bridge's life instead of one per wait); elsewhere use ``anyio.wait_readable``."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no asyncio loop in this thread: trio
+            self._loop = _NOT_ASYNCIO
+            return _NOT_ASYNCIO
+        self._loop = loop
+        loop.add_reader(self._wakeup.fileno, self._on_readable)
+        return loop
+
+    def _on_readable(self) -> None:
+        """asyncio reader callback (loop thread): consume the wake-up, resume the waiter."""
+        self._wakeup.drain()
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _unpark(self, woken: bool) -> None:
         with self.lock:
             self._parked = False
-            if self._signalled:
-                self._signalled = False
-                self._wakeup.drain()
+            self._future = None
+            signalled, self._signalled = self._signalled, False
             release = self._closing
+        if (signalled or woken) and self._loop is _NOT_ASYNCIO:
+            self._wakeup.drain()  # (a late wake() after a cancelled wait costs one spurious wake)
         if release:
-            self._finalizer()
+            self._release()
+
+    def _release(self) -> None:
+        loop, self._loop = self._loop, _NOT_ASYNCIO
+        if loop is not None and loop is not _NOT_ASYNCIO and not loop.is_closed():
+            try:
+                loop.remove_reader(self._wakeup.fileno)
+            except (OSError, ValueError):  # pragma: no cover - already gone
+                pass
+        self._finalizer()
 
     def close(self) -> None:
-        """Release the wake-up descriptor (now, or as soon as the parked waiter leaves)."""
+        """Release the wake-up descriptor (now, or as soon as the parked waiter leaves).
+
+        Call it from the event loop thread that waited on the bridge (if any did).
+        """
         with self.lock:
             if self._closing:
                 return
             self._closing = True
             parked = self._parked
-            self.notify_locked()
+            due = self.notify_locked()
+        if due:
+            self.wake()
         if not parked:
-            self._finalizer()
+            self._release()
+
+
+_NOT_ASYNCIO: Final[Any] = object()  # ThreadBridge._loop when waiting with anyio.wait_readable
 
 
 class Handoff(Generic[T]):
@@ -237,8 +312,10 @@ class Handoff(Generic[T]):
                     return reason
                 self._buffer.popleft()
             self._buffer.append(item)
-            self._bridge.notify_locked()
-            return reason
+            due = self._bridge.notify_locked()
+        if due:
+            self._bridge.wake()
+        return reason
 
     def _drop_locked(self, reason: str) -> str:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1

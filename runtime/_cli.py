@@ -116,7 +116,9 @@ def _router(listen: list[str]) -> int:
     try:
         with open_router(tuple(listen)):
             # Announce only once the router listens: scripts and tests wait for this line.
-            print(f"rtrun router listening on {', '.join(listen)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            print(
+                f"rtrun router listening on {', '.join(listen)} (Ctrl-C to stop)", file=sys.stderr, flush=True
+            )
             stop.wait()
     except RtrunError as exc:
         print(f"rtrun router: {exc}", file=sys.stderr)

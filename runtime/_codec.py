@@ -113,6 +113,7 @@ from typing import Any, TypeVar, overload
 
 import msgpack
 
+from ._codec_fast import fast_decode
 from ._codec_ops import _codec_of
 from ._codec_read import MAX_CONTAINER_LEN as MAX_CONTAINER_LEN
 from ._codec_read import MAX_DEPTH as MAX_DEPTH
@@ -169,6 +170,11 @@ def encode(msg: Message) -> bytes:
     return b"".join(out)
 
 
+FAST_DECODE = True
+"""Try the compiled msgspec path (:mod:`rtrun._codec_fast`) before the general decoder. Read
+from this module on every :func:`decode` call; the tests switch it off to compare both."""
+
+
 @overload
 def decode(data: bytes | bytearray | memoryview, *, expected: type[M], max_size: int = ...) -> M: ...
 @overload
@@ -196,6 +202,10 @@ def decode(
         view = view.toreadonly()
     if len(view) > max_size:
         raise DecodeError("oversize", f"{len(view)} bytes exceeds max_size={max_size}")
+    if FAST_DECODE:
+        message = fast_decode(view, expected, len(view) >= ZERO_COPY_MIN_SIZE)  # None: general walk
+        if message is not None:
+            return message
     try:
         codec, version, entries = _read_body(view, ZERO_COPY_MIN_SIZE)
     except (msgpack.OutOfData, msgpack.BufferFull) as exc:  # BufferFull: needs more than n bytes

@@ -61,9 +61,20 @@ in-process. A receiver that *vanished* does not break the sender (its host will 
 Module layout: this module is the façade and the design; ``_zenoh_port`` holds the shared
 pieces (codec, constants, port base), ``_zenoh_sender`` / ``_zenoh_receiver`` the two ends.
 
-Decisions: samples are not authenticated (use Zenoh TLS/ACLs); header timestamps come from
-``anyio.current_time()`` (opaque, echoed, never compared across hosts); bad-input log throttling
-uses ``time.monotonic`` on Zenoh threads (diagnostics only, no runtime semantics).
+Scheduling. ``receive`` is always a cancellation point; it yields to the event loop when it waits
+and at least every :data:`~rtrun._zenoh_receiver.RECEIVE_BUDGET` items taken straight from the
+buffer (a cooperative budget, as Tokio's): a consumer of a busy channel cannot starve the loop,
+and a burst is drained without a loop round trip (and a GIL hand-off to the Zenoh thread) per
+item. ``send`` follows trio's channels: cancellation check, publish, then a shielded yield, so a
+sample leaves before the task gives up the loop. The bridge's descriptor write happens after the
+lock is released (it drops the GIL; under the lock the woken loop would run into the lock).
+
+Decisions: samples are not authenticated (use Zenoh TLS/ACLs); header timestamps are the
+sender's ``time.monotonic_ns()`` (opaque, echoed, never compared across hosts); bad-input log
+throttling uses ``time.monotonic`` on Zenoh threads (diagnostics only, no runtime semantics).
+Bodies are decoded in the Zenoh callback, before they enter the buffer, so bad input can never
+displace a good item from a ``latest``/``drop_oldest`` buffer (a lazily decoded garbage sample
+would); the compiled decode path (:mod:`rtrun._codec_fast`) keeps that cheap.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import anyio
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, WouldBlock
-from anyio.lowlevel import checkpoint
+from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._bridge import ThreadBridge
 from ._channel import ChannelStatistics, Policy
@@ -66,6 +66,10 @@ _OVERFLOW = {
     "block": "credit_violation",
 }
 
+RECEIVE_BUDGET: Final = 32
+"""Receives served straight from the buffer before ``receive`` yields to the event loop again
+(cooperative budget, as Tokio's): each one still checks for cancellation."""
+
 Item = tuple[int, HeaderFields, Any]  # (sequence id, header fields, decoded item)
 _DATA: Final = int(MessageType.DATA)
 _EOS: Final = int(MessageType.END_OF_STREAM)
@@ -101,6 +105,7 @@ class _ReceiverCore:
     credit_pub: Any = None
     wait_lock: anyio.Lock | None = None
     closed: bool = False
+    budget: int = 0  # receives left before the next forced scheduling point
 
     def open(self) -> None:
         s, key = self.session, self.key
@@ -127,18 +132,21 @@ class _ReceiverCore:
             header = unpack_header_fields(attachment)
         except HeaderError as exc:
             return self._bad(f"header_{exc.reason}", str(exc))
-        if header[1] == _EOS:
-            return self._on_eos(header)
         if header[1] != _DATA:
+            if header[1] == _EOS:
+                return self._on_eos(header)
             return self._bad("header_unexpected_type", f"message type {header[1]} on a data key")
-        try:
+        try:  # decoded here, so bad input never displaces a good item in the buffer
             item = self.codec.decode(payload)
         except DecodeError as exc:
             return self._bad(f"body_{exc.reason}", str(exc))
         with self.bridge.lock:
-            self._deposit_locked(header, item)
+            due = self._deposit_locked(header, item)
+        if due:
+            self.bridge.wake()
 
-    def _deposit_locked(self, header: HeaderFields, item: Any) -> None:
+    def _deposit_locked(self, header: HeaderFields, item: Any) -> bool:
+        """Queue one decoded item per the policy; True if the loop must be woken."""
         self.arrived += 1
         verdict = self._accept_epoch_locked(header[5])
         if verdict is None:
@@ -147,14 +155,14 @@ class _ReceiverCore:
             verdict = "receiver_closed"
         if verdict is not None:
             self.drop_locked(verdict)
-            return
+            return False
         if len(self.buffer) >= max(self.capacity, 1):
             self.drop_locked(_OVERFLOW[self.policy])
             if self.policy in ("drop_newest", "block"):
-                return
+                return False
             self.buffer.popleft()
         self.buffer.append((header[2], header, item))
-        self.bridge.notify_locked()
+        return self.bridge.notify_locked()
 
     def _check_sequence_locked(self, seq: int) -> str | None:
         expected = self.expected
@@ -193,8 +201,10 @@ class _ReceiverCore:
             if self._accept_epoch_locked(header[5]) is not None:
                 return
             self.eos = header[2]
-            self.bridge.notify_locked()
+            due = self.bridge.notify_locked()
             ack = self.credit_locked(MessageType.END_OF_STREAM_ACK)
+        if due:
+            self.bridge.wake()
         self.publish(ack)
 
     def _on_sender_token(self, token_key: str, alive: bool) -> None:
@@ -209,7 +219,9 @@ class _ReceiverCore:
             else:
                 self._sender_vanished_locked(epoch)
                 credit = None
-            self.bridge.notify_locked()
+            due = self.bridge.notify_locked()
+        if due:
+            self.bridge.wake()
         if credit is not None:
             self.publish(credit)
 
@@ -252,6 +264,7 @@ class _ReceiverCore:
 
     # event loop ---------------------------------------------------------------------------
     def take_locked(self) -> tuple[Any, tuple[bytes, bytes] | None]:
+        """The oldest item and the credit to publish for it (``block`` only)."""
         if self.broken_pending:
             self.broken_pending = False
             raise BrokenResourceError(f"the sender of {self.key!r} vanished")
@@ -302,14 +315,19 @@ class _ReceiverCore:
     def close_clone(self) -> None:
         with self.bridge.lock:
             self.open_clones -= 1
-            if self.open_clones:
-                self.bridge.notify_locked()
-                return
-            self.closed = True
-            if self.buffer:
-                self.drop_locked("receiver_closed", len(self.buffer))
-                self.buffer.clear()
-            goodbye = self.credit_locked(MessageType.RECEIVER_CLOSED)
+            last = self.open_clones == 0
+            if last:
+                self.closed = True
+                if self.buffer:
+                    self.drop_locked("receiver_closed", len(self.buffer))
+                    self.buffer.clear()
+                goodbye = self.credit_locked(MessageType.RECEIVER_CLOSED)
+            else:
+                due = self.bridge.notify_locked()
+        if not last:
+            if due:
+                self.bridge.wake()
+            return
         self.publish(goodbye)
         for resource in reversed(self.resources):
             resource.close()
@@ -342,8 +360,15 @@ class ZenohReceivePort(PortBase, Generic[T]):
         return item  # type: ignore[no-any-return]
 
     async def receive(self) -> T:
-        """Receive the next item, waiting if needed. Always a checkpoint."""
-        await checkpoint()
+        """Receive the next item, waiting if needed. Always a cancellation point; a scheduling
+        point when it waits and at least every :data:`RECEIVE_BUDGET` receives (module docstring)."""
+        core = self._core
+        if core.budget > 0:
+            await checkpoint_if_cancelled()
+            core.budget -= 1
+        else:
+            await checkpoint()
+            core.budget = RECEIVE_BUDGET
         try:
             return self.receive_nowait()
         except WouldBlock:
@@ -383,12 +408,14 @@ class ZenohReceivePort(PortBase, Generic[T]):
 
         if core.policy != "block" and core.eos_deadline is None:
             await core.bridge.wait_until(ready)  # no timer needed: the hot path stays cheap
+            core.budget = RECEIVE_BUDGET  # it waited: other tasks had their turn
             return
         timeout = CREDIT_REFRESH_S
         if core.eos_deadline is not None:
             timeout = max(0.0, min(timeout, core.eos_deadline - anyio.current_time()))
         with anyio.move_on_after(timeout) as scope:
             await core.bridge.wait_until(ready)
+        core.budget = RECEIVE_BUDGET
         if scope.cancelled_caught and core.eos is None:
             with core.bridge.lock:
                 credit = core.credit_locked()

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import FailedHealthCheck
 from numpy.typing import NDArray
-from rtrun import _codec
+from rtrun import _codec, _codec_fast
 from rtrun._codec import MAX_CONTAINER_LEN, ZERO_COPY_MIN_SIZE, decode, encode
 from rtrun._errors import DecodeError, EncodeError
 from rtrun._message import ARRAY_DTYPES, Message, message, message_types
@@ -41,18 +41,41 @@ def zero_copy_threshold(size: int) -> Iterator[None]:
         _codec.ZERO_COPY_MIN_SIZE = old
 
 
+@contextlib.contextmanager
+def fast_decode(enabled: bool) -> Iterator[None]:
+    """Switch the compiled (msgspec) decode path on or off."""
+    old = _codec.FAST_DECODE
+    _codec.FAST_DECODE = enabled
+    try:
+        yield
+    finally:
+        _codec.FAST_DECODE = old
+
+
 def both_paths(data: bytes, **kwargs: Any) -> object:
-    """Decode with each decoder path; they must agree. Returns the message or the reason."""
+    """Decode with every decoder path (compiled or not, zero-copy walk or one-call unpack); they
+    must agree. Returns the message or the reason."""
     outcomes = []
-    for threshold in (0, 2**62):
-        with zero_copy_threshold(threshold):
-            try:
-                outcomes.append(decode(data, **kwargs))
-            except DecodeError as exc:
-                outcomes.append(exc.reason)
-    walked, flat = outcomes
-    assert same(walked, flat), (walked, flat)
-    return walked
+    for enabled in (True, False):
+        for threshold in (0, 2**62):
+            with fast_decode(enabled), zero_copy_threshold(threshold):
+                try:
+                    outcomes.append(decode(data, **kwargs))
+                except DecodeError as exc:
+                    outcomes.append(exc.reason)
+    for other in outcomes[1:]:
+        assert same(outcomes[0], other), outcomes
+    return outcomes[0]
+
+
+def test_every_registered_type_has_a_compiled_decoder() -> None:
+    """The msgspec mirror exists for every registered type (else decode silently runs slower),
+    and a valid body of each decodes on that path alone."""
+    assert [tag for tag, cls in message_types().items() if _codec_fast._plans(cls) is None] == []
+    for wire in corpus():  # (with ``expected`` the tag need not come first)
+        general = decode(wire)
+        message = _codec_fast.fast_decode(wire, type(general), zero_copy=False)
+        assert isinstance(message, Message) and same(message, general), wire
 
 
 def strategy_for(message_cls: type[Message]) -> st.SearchStrategy[Message]:
