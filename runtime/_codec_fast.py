@@ -33,7 +33,7 @@ import numpy as np
 
 from ._codec_ops import _DTYPES, _ClassCodec, _codec_of
 from ._codec_read import MAX_CONTAINER_LEN, _peek_tag
-from ._codec_wire import _MAP_HEAD, ARRAY_LAYOUT
+from ._codec_wire import _DTYPE_NAME_LE, _MAP_HEAD, ARRAY_LAYOUT
 from ._message import (
     MAX_ARRAY_NDIM,
     ArrayType,
@@ -81,15 +81,23 @@ assert ARRAY_LAYOUT == 1  # the mirrors' nd literal
 
 
 def _array_conv(pinned: np.dtype[Any] | None) -> Callable[[Any], np.ndarray[Any, Any]]:
+    if pinned is not None:  # the whitelist's own object, so that an identity test suffices
+        pinned = _DTYPES[_DTYPE_NAME_LE[pinned.str]]
+
     def conv(m: _NdCopy | _NdView) -> np.ndarray[Any, Any]:
         dtype = _DTYPES.get(m.dtype)
+        if dtype is None or (pinned is not None and dtype is not pinned):
+            raise _Reject
         shape = m.shape
-        if dtype is None or (pinned is not None and dtype != pinned) or len(shape) > MAX_ARRAY_NDIM:
+        if len(shape) == 1:  # the common case first
+            if shape[0] < 0 or shape[0] * dtype.itemsize != len(m.data):
+                raise _Reject
+            return np.frombuffer(m.data, dtype)  # read-only: bytes, or a read-only view
+        if len(shape) > MAX_ARRAY_NDIM or (shape and min(shape) < 0):
             raise _Reject
-        if (shape and min(shape) < 0) or math.prod(shape) * dtype.itemsize != len(m.data):
+        if math.prod(shape) * dtype.itemsize != len(m.data):
             raise _Reject
-        array = np.frombuffer(m.data, dtype)  # read-only: the input is bytes or a read-only view
-        return array if len(shape) == 1 else array.reshape(shape)
+        return np.frombuffer(m.data, dtype).reshape(shape)
 
     return conv
 

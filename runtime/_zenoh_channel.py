@@ -65,8 +65,8 @@ Scheduling. ``receive`` is always a cancellation point; it yields to the event l
 and at least every :data:`~rtrun._zenoh_receiver.RECEIVE_BUDGET` items taken straight from the
 buffer (a cooperative budget, as Tokio's): a consumer of a busy channel cannot starve the loop,
 and a burst is drained without a loop round trip (and a GIL hand-off to the Zenoh thread) per
-item. ``send`` follows trio's channels: cancellation check, publish, then a shielded yield, so a
-sample leaves before the task gives up the loop. The bridge's descriptor write happens after the
+item. ``send`` yields *before* publishing: yielding after ``put`` was measured to delay the
+sample (the loop's work competes with Zenoh's transmit thread on a small machine). The bridge's descriptor write happens after the
 lock is released (it drops the GIL; under the lock the woken loop would run into the lock).
 
 Decisions: samples are not authenticated (use Zenoh TLS/ACLs); header timestamps are the
