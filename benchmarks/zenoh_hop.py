@@ -15,8 +15,10 @@ Bare baseline (the minimal *correct* way to get a Zenoh sample into an asyncio t
 ``publisher.put(bytes)`` -> subscriber callback on a Zenoh thread -> ``payload.to_bytes()`` ->
 ``loop.call_soon_threadsafe(queue.put_nowait, data)`` -> an asyncio task awaiting the queue.
 
-rtrun path: ``open_zenoh_sender`` / ``open_zenoh_receiver`` (policy ``drop_oldest``, capacity
-``--capacity``, reliable QoS) carrying an ``rtrun.Message`` whose payload is a ``uint8`` array,
+rtrun path: ``open_zenoh_sender`` / ``open_zenoh_receiver`` (policy ``drop_oldest``, reliable
+QoS, capacity ``--capacity``, by default the throughput burst's length: the bare baseline's
+asyncio queue is unbounded, so a smaller rtrun buffer would measure the policy's drops rather
+than the transport's rate; run with ``--capacity 64`` to see how a small lossy buffer fares) carrying an ``rtrun.Message`` whose payload is a ``uint8`` array,
 encoded with the kernel codec, through the header + bridge machinery, received (decoded) by
 ``async for`` on asyncio. The message is the same number of bytes on the wire as the bare one.
 
@@ -34,7 +36,7 @@ Throughput: the driver sends a burst back to back (never blocking: a bare ``put`
 ``send_nowait`` on the rtrun ``drop_oldest`` channel); the receiver counts what it got between
 the burst's first send instant and its last arrival. Drops are reported (``dropped``).
 
-Usage: ``python benchmarks/zenoh_hop.py [--sizes 64,4096] [--quick] [--rounds 3] [--capacity 64]``
+Usage: ``python benchmarks/zenoh_hop.py [--sizes 64,4096] [--quick] [--rounds 3] [--capacity N]``
 """
 
 from __future__ import annotations
@@ -304,7 +306,8 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     div = 4 if args.quick else 1
     lat_count, tp_count = LATENCY_COUNT[size] // div, THROUGHPUT_COUNT[size] // div
     load_before = os.getloadavg()[0]
-    with receiver_process(endpoint, size, args.capacity) as proc:
+    capacity = args.capacity if args.capacity is not None else tp_count
+    with receiver_process(endpoint, size, capacity) as proc:
         anyio.run(driver_main, endpoint, size, lat_count, tp_count, args.rounds)
         assert proc.stdout is not None
         out, _ = proc.communicate(timeout=60)
@@ -315,7 +318,7 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     line["ratio_p50"] = round(line["p50_us"] / line["baseline_p50_us"], 3)
     tp = line["throughput_msgs_s"] / max(line["baseline_throughput_msgs_s"], 1e-9)
     line["throughput_ratio"] = round(tp, 3)
-    line["capacity"] = args.capacity
+    line["capacity"] = capacity
     line["load_avg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return line
 
@@ -326,7 +329,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--quick", action="store_true", help="a quarter of the messages")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per path")
-    parser.add_argument("--capacity", type=int, default=64, help="rtrun receiving capacity")
+    parser.add_argument("--capacity", type=int, help="rtrun receiving capacity (default: burst length)")
     parser.add_argument("--role", choices=("driver", "receiver"), default="driver")
     parser.add_argument("--endpoint")
     args = parser.parse_args()

@@ -69,7 +69,11 @@ a dict's pairs in insertion order). Its checks only accept exact, already-valid 
 else falls back to the segment path above, which converts or raises the same errors as before.
 This halves the per-message cost of a 6-joint state (see ``benchmarks/_codec_bench.py``).
 
-*Decode* has two paths with identical results (the fuzz tests compare them on every input):
+*Decode* first tries the compiled path (:mod:`rtrun._codec_fast`, switch: :data:`FAST_DECODE`):
+msgspec parses and type-checks the body against a mirror of the class in C, about twice as fast
+as the paths below. It only ever *accepts*; whatever it does not accept exactly as they would
+(any error, unknown or repeated keys, ...) goes to the general decoder, which has two paths
+with identical results (the fuzz tests compare all of them on every input):
 
 - Bodies smaller than :data:`ZERO_COPY_MIN_SIZE` whose first key is ``@tag`` (rtrun's own
   layout), and bodies of messages without array fields, are unpacked by one ``msgpack.unpackb``

@@ -389,8 +389,15 @@ class ZenohReceivePort(PortBase, Generic[T]):
         point) whenever it waits and at least every :data:`RECEIVE_BUDGET` receives; items
         already buffered are returned without one in between (module docstring)."""
         core = self._core
-        if core.budget > 0 and core.buffer:  # (an unlocked peek: receive_nowait re-checks)
+        if core.budget > 0 and core.buffer:  # (an unlocked peek: re-checked under the lock)
             core.budget -= 1
+            if core.policy != "block" and not self._closed:  # hot path: take_locked, inlined
+                with core.bridge.lock:
+                    if core.buffer and not core.broken_pending:
+                        _, header, item = core.buffer.popleft()
+                        core.received += 1
+                        core.last_header = header
+                        return item  # type: ignore[no-any-return]
         else:
             await checkpoint()
             core.budget = RECEIVE_BUDGET

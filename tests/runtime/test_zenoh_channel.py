@@ -8,10 +8,11 @@ import struct
 from collections.abc import Iterator
 
 import anyio
+import msgpack
 import numpy as np
 import pytest
 import rtrun
-from rtrun._wire import MessageType, credit_key, pack_header_fields
+from rtrun._wire import MessageType, credit_key, pack_batch, pack_header_fields
 from rtrun._zenoh import ZenohSession
 from rtrun._zenoh_channel import open_zenoh_receiver, open_zenoh_sender
 from rtrun.testing import SCENARIOS, ConformanceOptions
@@ -83,6 +84,87 @@ async def test_messages_roundtrip_with_header(sessions: tuple[ZenohSession, Zeno
         assert header.sequence_id == 19 and header.message_type is MessageType.DATA
 
 
+class _RawTap:
+    """A plain zenoh subscriber on a data key: records (message type, sequence id, body)."""
+
+    def __init__(self, session: ZenohSession, key: str) -> None:
+        self.samples: list[tuple[int, int, bytes]] = []
+
+        def on_sample(sample: object) -> None:
+            header = struct.unpack("<HBQIqI", sample.attachment.to_bytes())  # type: ignore[attr-defined]
+            self.samples.append((header[1], header[2], sample.payload.to_bytes()))  # type: ignore[attr-defined]
+
+        self._sub = session._session.declare_subscriber(key, on_sample)
+
+    def close(self) -> None:
+        self._sub.undeclare()
+
+
+async def test_a_burst_goes_out_in_batches_and_arrives_whole_in_order(
+    sessions: tuple[ZenohSession, ZenohSession, str], anyio_backend_name: str
+) -> None:
+    """send_nowait x100 within one loop iteration: on asyncio the first message leaves alone,
+    the rest as DATA_BATCH samples of <= BATCH_MAX_MESSAGES; the receiver gets all 100 in
+    order with per-message sequence ids, and a batch body is a msgpack array of DATA bodies."""
+    from rtrun._zenoh_sender import BATCH_MAX_MESSAGES
+
+    a, b, _ = sessions
+    key = unique_key()
+    tap = _RawTap(b, key)
+    with (
+        open_zenoh_receiver(b, key, 128, "drop_oldest", message_type=ZPose) as rx,
+        open_zenoh_sender(a, key, policy="drop_oldest") as tx,
+    ):
+        await _connected(tx, rx)
+        for i in range(100):
+            tx.send_nowait(pose(i))
+        assert tx.statistics().sent == 100  # pending ones count as sent
+        with anyio.fail_after(10):
+            got = [await rx.receive() for _ in range(100)]
+        assert [g.seq for g in got] == list(range(100))
+        assert rx.last_header is not None and rx.last_header.sequence_id == 99
+        assert rx.last_header.message_type is MessageType.DATA
+        stats = rx.statistics()
+        assert (stats.sent, stats.received, stats.dropped_total) == (100, 100, 0)
+        with anyio.fail_after(10):
+            while sum(1 for t, _, _ in tap.samples if t in (1, 6)) < (
+                2 if anyio_backend_name == "asyncio" else 100
+            ):
+                await anyio.sleep(0.01)
+    tap.close()
+    data = [(t, seq, body) for t, seq, body in tap.samples if t in (1, 6)]
+    if anyio_backend_name != "asyncio":  # no batching off asyncio: one sample per message
+        assert [t for t, _, _ in data] == [1] * 100
+        return
+    assert data[0][:2] == (1, 0)  # the first message of the iteration is not held back
+    batches = [(seq, msgpack.unpackb(body)) for t, seq, body in data if t == 6]
+    assert batches and all(2 <= len(b) <= BATCH_MAX_MESSAGES for _, b in batches)
+    seqs = [0] + [seq + i for seq, bodies in batches for i in range(len(bodies))]
+    assert seqs == list(range(100))  # ids are consecutive across samples
+    first_seq, bodies = batches[0]
+    assert rtrun.decode(bodies[0]).seq == first_seq  # each element is a plain DATA body
+
+
+async def test_awaited_sends_are_never_held_back(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
+    """Each ``await send()`` yields first, so sparse sends go out one sample each."""
+    a, b, _ = sessions
+    key = unique_key()
+    tap = _RawTap(b, key)
+    with (
+        open_zenoh_receiver(b, key, 8, "drop_oldest", message_type=ZPose) as rx,
+        open_zenoh_sender(a, key, policy="drop_oldest") as tx,
+    ):
+        await _connected(tx, rx)
+        for i in range(5):
+            await tx.send(pose(i))
+        with anyio.fail_after(10):
+            assert [(await rx.receive()).seq for _ in range(5)] == list(range(5))
+            while len([s for s in tap.samples if s[0] == 1]) < 5:
+                await anyio.sleep(0.01)
+    tap.close()
+    assert [(t, seq) for t, seq, _ in tap.samples if t in (1, 6)] == [(1, i) for i in range(5)]
+
+
 async def test_wrong_message_class_is_dropped_and_counted(
     sessions: tuple[ZenohSession, ZenohSession, str],
 ) -> None:
@@ -116,13 +198,16 @@ async def test_bad_input_dropped_per_reason_and_channel_keeps_working(
         (good, pack_header_fields(MessageType.CREDIT, 0, 0, 0, a.epoch)),  # control on data key
         (b"\xc1garbage", pack_header_fields(MessageType.DATA, 0, 0, 0, 12345)),  # not msgpack
         (good.replace(b"rtrun.test.ZPose", b"rtrun.test.ZNope"), pack_header_fields(1, 0, 0, 0, 1)),
+        (good, pack_header_fields(MessageType.DATA_BATCH, 0, 0, 0, a.epoch)),  # batch body not an array
+        (pack_batch([]), pack_header_fields(MessageType.DATA_BATCH, 0, 0, 0, a.epoch)),  # empty batch
+        (pack_batch([b"\xc1", b"\x90"]), pack_header_fields(MessageType.DATA_BATCH, 0, 0, 0, 7)),  # 2 bad
     ]
     expected = {
         "header_size": 2,
         "header_schema_version": 1,
         "header_message_type": 1,
         "header_unexpected_type": 1,
-        "body_malformed": 1,
+        "body_malformed": 5,
         "body_unknown_tag": 1,
     }
     with open_zenoh_receiver(b, key, 4, "block", message_type=ZPose) as rx, open_zenoh_sender(a, key) as tx:
