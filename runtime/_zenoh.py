@@ -232,8 +232,13 @@ class ZenohSession:
             attachment = sample.attachment
             callback(sample.payload.to_bytes(), None if attachment is None else attachment.to_bytes())
 
+        return self.declare_sample_subscriber(key, on_sample)
+
+    def declare_sample_subscriber(self, key: str, callback: Callable[[zenoh.Sample], None]) -> Declared:
+        """Subscribe ``key`` with ``callback(sample)`` getting zenoh's ``Sample`` itself (on Zenoh
+        threads): one Python frame less per sample than :meth:`declare_subscriber`."""
         with _mapped(f"subscribing {key!r}"):
-            return Declared(self._session.declare_subscriber(key, on_sample))
+            return Declared(self._session.declare_subscriber(key, callback))
 
     def declare_token(self, key: str) -> Declared:
         """Declare a liveliness token (present while the session lives or until closed)."""

@@ -7,6 +7,7 @@ bridge lock. Everything else runs in the event loop.
 from __future__ import annotations
 
 import secrets
+import struct
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from ._bridge import ThreadBridge
 from ._channel import ChannelStatistics, Policy
 from ._errors import DecodeError, TransportError
 from ._wire import (
+    HEADER_SCHEMA_VERSION,
+    HEADER_SIZE,
     CreditBody,
     Header,
     HeaderError,
@@ -75,6 +78,7 @@ most this many items later -- the same as asyncio's own queues, which never yiel
 Item = tuple[int, HeaderFields, Any]  # (sequence id, header fields, decoded item)
 _DATA: Final = int(MessageType.DATA)
 _EOS: Final = int(MessageType.END_OF_STREAM)
+_HEADER_UNPACK: Final = struct.Struct("<HBQIqI").unpack  # (== _wire's header layout)
 _BATCH: Final = int(MessageType.DATA_BATCH)
 
 
@@ -114,7 +118,7 @@ class _ReceiverCore:
         s, key = self.session, self.key
         self.credit_pub = s.declare_publisher(credit_key(key), QOS_CONTROL)
         self.resources.append(self.credit_pub)
-        self.resources.append(s.declare_subscriber(key, self._on_data))
+        self.resources.append(s.declare_sample_subscriber(key, self._on_sample))
         self.resources.append(s.declare_token(receiver_token_key(key, self.rid)))
         self.resources.append(
             s.declare_liveliness_subscriber(sender_token_pattern(key), self._on_sender_token)
@@ -130,6 +134,18 @@ class _ReceiverCore:
         self.throttle(reason, detail)
 
     # Zenoh threads -----------------------------------------------------------------------
+    def _on_sample(self, sample: Any) -> None:
+        """Zenoh's data callback: the common case (a DATA sample with a valid header) inline."""
+        attachment = sample.attachment
+        payload = sample.payload.to_bytes()
+        if attachment is not None:
+            attachment = attachment.to_bytes()
+            if len(attachment) == HEADER_SIZE:
+                header = _HEADER_UNPACK(attachment)
+                if header[1] == _DATA and header[0] == HEADER_SCHEMA_VERSION:
+                    return self._on_data_item(header, payload)
+        self._on_data(payload, attachment)
+
     def _on_data(self, payload: bytes, attachment: bytes | None) -> None:
         try:
             header = unpack_header_fields(attachment)
@@ -141,6 +157,9 @@ class _ReceiverCore:
             if header[1] == _EOS:
                 return self._on_eos(header)
             return self._bad("header_unexpected_type", f"message type {header[1]} on a data key")
+        self._on_data_item(header, payload)
+
+    def _on_data_item(self, header: HeaderFields, payload: bytes) -> None:
         try:  # decoded here, so bad input never displaces a good item in the buffer
             item = self.codec.decode(payload)
         except DecodeError as exc:
@@ -173,6 +192,17 @@ class _ReceiverCore:
     def _deposit_locked(self, header: HeaderFields, item: Any) -> bool:
         """Queue one decoded item per the policy; True if the loop must be woken."""
         self.arrived += 1
+        seq = header[2]
+        # The common case inline: current epoch, the next id, room left, port open.
+        if (
+            seq == self.expected
+            and header[5] == self.epoch
+            and len(self.buffer) < self.capacity
+            and not self.closed
+        ):
+            self.expected, self.jump_to = seq + 1, None  # as _check_sequence_locked
+            self.buffer.append((seq, header, item))
+            return self.bridge.notify_locked()
         verdict = self._accept_epoch_locked(header[5])
         if verdict is None:
             verdict = self._check_sequence_locked(header[2])

@@ -54,7 +54,7 @@ SEND_BUDGET = 32
 """``send`` calls that only check for cancellation before the next full checkpoint (yield)."""
 BATCH_MAX_MESSAGES = 32
 """A batch is published as soon as it holds this many messages..."""
-BATCH_MAX_BYTES = 16 * 1024
+BATCH_MAX_BYTES = 64 * 1024
 """...or this many body bytes (larger messages effectively go one per sample)."""
 
 
