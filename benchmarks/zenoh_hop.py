@@ -36,7 +36,7 @@ Throughput: the driver sends a burst back to back (never blocking: a bare ``put`
 ``send_nowait`` on the rtrun ``drop_oldest`` channel); the receiver counts what it got between
 the burst's first send instant and its last arrival. Drops are reported (``dropped``).
 
-Usage: ``python benchmarks/zenoh_hop.py [--sizes 64,4096] [--quick] [--rounds 3] [--capacity N]``
+Usage: ``python benchmarks/zenoh_hop.py [--sizes 64,4096] [--quick] [--rounds 5] [--capacity N]``
 """
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--quick", action="store_true", help="a quarter of the messages")
-    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per path")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds per path")
     parser.add_argument("--capacity", type=int, help="rtrun receiving capacity (default: burst length)")
     parser.add_argument("--role", choices=("driver", "receiver"), default="driver")
     parser.add_argument("--endpoint")
