@@ -192,7 +192,9 @@ class ThreadBridge:
         Only one task may wait at a time (the owner serializes its waiters). Not a checkpoint
         when the predicate already holds; callers add one.
         """
-        loop = self._loop if self._loop is not None else self._attach()
+        loop = self._loop
+        if loop is None or (loop is not _NOT_ASYNCIO and loop.is_closed()):
+            loop = self._attach()  # first wait, or the previous loop is gone
         while True:
             future = loop.create_future() if loop is not _NOT_ASYNCIO else None
             with self.lock:
@@ -220,7 +222,7 @@ class ThreadBridge:
         except RuntimeError:  # no asyncio loop in this thread: trio
             self._loop = _NOT_ASYNCIO
             return _NOT_ASYNCIO
-        self._loop = loop
+        self._loop = loop  # (a closed previous loop took its reader registration with it)
         loop.add_reader(self._wakeup.fileno, self._on_readable)
         return loop
 

@@ -48,7 +48,6 @@ __all__ = ["ZenohSendPort", "open_zenoh_sender"]
 T = TypeVar("T")
 _DATA = int(MessageType.DATA)
 _DATA_BATCH = int(MessageType.DATA_BATCH)
-_NO_LOOP: Any = object()  # _SenderCore.loop when not on asyncio (no batching)
 
 SEND_BUDGET = 32
 """``send`` calls that only check for cancellation before the next full checkpoint (yield)."""
@@ -90,7 +89,6 @@ class _SenderCore:
     eos_publisher: Any = None
     eos_block_publisher: Any = None
     wait_lock: anyio.Lock | None = None
-    loop: Any = None  # the asyncio loop publishing (batching needs its call_soon), or _NO_LOOP
     window_open: bool = False  # something was published in this loop iteration
     pending: list[bytes] = field(default_factory=list)  # bodies waiting for the window's end
     pending_bytes: int = 0
@@ -210,15 +208,12 @@ class _SenderCore:
         self.seq += count
 
     def _open_window(self) -> None:
-        loop = self.loop
-        if loop is None:
-            try:
-                loop = self.loop = asyncio.get_running_loop()
-            except RuntimeError:  # trio (or no loop): publish every message on its own
-                loop = self.loop = _NO_LOOP
-        if loop is not _NO_LOOP:
-            self.window_open = True
-            loop.call_soon(self._close_window)
+        try:
+            loop = asyncio.get_running_loop()  # (the current one: a port may outlive a loop)
+        except RuntimeError:  # trio, or no loop: publish every message on its own
+            return
+        self.window_open = True
+        loop.call_soon(self._close_window)
 
     def _close_window(self) -> None:
         """Loop callback at the next iteration: publish what the window collected."""

@@ -177,3 +177,29 @@ async def test_thread_bridge_predicate_and_notify() -> None:
 def test_invalid_handoff_configuration(capacity: int, policy: str) -> None:
     with pytest.raises(ChannelError):
         Handoff(capacity, policy)  # type: ignore[arg-type]
+
+
+def test_thread_bridge_survives_its_event_loop() -> None:
+    """A bridge first waited on in one asyncio loop keeps working in the next run (asyncio
+    registers its descriptor once per loop) and on trio."""
+    bridge = ThreadBridge()
+    state = {"n": 0}
+
+    def bump_later() -> None:
+        time.sleep(0.01)
+        with bridge.lock:
+            state["n"] += 1
+            due = bridge.notify_locked()
+        if due:
+            bridge.wake()
+
+    async def wait_for(n: int) -> None:
+        thread = threading.Thread(target=bump_later)
+        thread.start()
+        with anyio.fail_after(10):
+            await bridge.wait_until(lambda: state["n"] == n)
+        thread.join()
+
+    for i, backend in enumerate(("asyncio", "asyncio", "trio", "asyncio"), start=1):
+        anyio.run(wait_for, i, backend=backend)
+    bridge.close()
