@@ -1,8 +1,8 @@
 """Micro-benchmark: waking an event-loop task from a foreign thread (basis of rtrun._bridge).
 
 Prints one JSON line per (backend, mechanism) with the median and p99 latency in microseconds
-from a thread's deposit to the waiting task running. Mechanisms: rtrun's ``Handoff`` (eventfd
-+ ``anyio.wait_readable``), a bare pipe + ``wait_readable``, and the loop's own thread-safe
+from a thread's deposit to the waiting task running. Mechanisms: rtrun's ``Handoff`` (eventfd,
+registered once with the loop on asyncio, ``anyio.wait_readable`` on trio), a bare pipe + ``wait_readable``, and the loop's own thread-safe
 scheduler (``call_soon_threadsafe`` / ``TrioToken.run_sync_soon``) setting an ``anyio.Event``.
 
 Usage: ``python benchmarks/bridge_wake.py [--samples N]``
@@ -38,7 +38,7 @@ def _feed(put: Callable[[int], object], stamps: list[int], samples: int) -> thre
 
 
 async def via_handoff(samples: int) -> list[int]:
-    """rtrun._bridge.Handoff (eventfd + wait_readable)."""
+    """rtrun._bridge.Handoff (eventfd; a persistent reader on asyncio, wait_readable on trio)."""
     handoff: Handoff[int] = Handoff(samples, "drop_newest")
     stamps: list[int] = []
     lat: list[int] = []

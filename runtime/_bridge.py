@@ -48,6 +48,8 @@ Two refinements found by profiling a receiver under a burst (``py-spy``):
   (``loop.add_reader``), and each wait parks on a plain future that the reader callback
   resolves. ``anyio.wait_readable`` registers and unregisters the descriptor on every wait,
   about forty Python calls in ``selectors`` per wake-up. trio keeps ``anyio.wait_readable``.
+  ``bridge_wake.py`` afterwards: asyncio p50 19.6 us (a bare pipe + ``wait_readable``: 26 us,
+  ``call_soon_threadsafe``: 30 us); trio 18.8 us.
 
 :class:`Handoff` is the bounded buffer built on it, with the channel overflow policies
 (``drop_newest``, ``drop_oldest``, ``latest``): every drop is counted per reason; the deque never
