@@ -36,7 +36,12 @@ Throughput: the driver sends a burst back to back (never blocking: a bare ``put`
 ``send_nowait`` on the rtrun ``drop_oldest`` channel); the receiver counts what it got between
 the burst's first send instant and its last arrival. Drops are reported (``dropped``).
 
-Usage: ``python benchmarks/zenoh_hop.py [--sizes 64,4096] [--quick] [--rounds 5] [--capacity N]``
+dora-rs: when a ``dora`` CLI is found (``--dora PATH``, default: on ``PATH``), the same sizes also
+go through a two-node dora-rs Python dataflow, sparse like the latency phase, adding
+``dora_p50_us``/``dora_p99_us`` (see ``_dora_hop.py``).
+
+Usage: ``python benchmarks/zenoh_hop.py [--sizes 64,4096] [--quick] [--rounds 5] [--capacity N]
+[--dora PATH]``
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import struct
@@ -319,6 +325,10 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     tp = line["throughput_msgs_s"] / max(line["baseline_throughput_msgs_s"], 1e-9)
     line["throughput_ratio"] = round(tp, 3)
     line["capacity"] = capacity
+    if args.dora:
+        from _dora_hop import dora_hop
+
+        line |= dora_hop(args.dora, size, lat_count)
     line["load_avg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return line
 
@@ -330,6 +340,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a quarter of the messages")
     parser.add_argument("--rounds", type=int, default=5, help="throughput rounds per path")
     parser.add_argument("--capacity", type=int, help="rtrun receiving capacity (default: burst length)")
+    parser.add_argument(
+        "--dora", default=shutil.which("dora"), help="dora CLI for the dora-rs comparison (default: on PATH)"
+    )
     parser.add_argument("--role", choices=("driver", "receiver"), default="driver")
     parser.add_argument("--endpoint")
     args = parser.parse_args()
