@@ -249,7 +249,7 @@ async def _watch_signals(state: _RunState, stop: anyio.Event) -> None:
 def _run_isolated(
     compiled: Any, args: argparse.Namespace, state: _RunState, backend: str, options: Any
 ) -> int:
-    from ._isolate import host_supervisor
+    from ._isolate import HostProcesses, host_supervisor
 
     passthrough = [
         *(f"--set={o}" for o in args.overrides),
@@ -258,7 +258,8 @@ def _run_isolated(
         "--loop",
         args.loop,
     ]
-    supervisor = host_supervisor(compiled, passthrough)
+    hosts = HostProcesses()
+    supervisor = host_supervisor(compiled, passthrough, hosts)
     state.hard_stop = supervisor.hard_stop
 
     failures: list[BaseException] = []
@@ -273,10 +274,12 @@ def _run_isolated(
         async with anyio.create_task_group() as tg:
             stop = anyio.Event()
             tg.start_soon(_watch_signals, state, stop)
-            with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
-                async with anyio.create_task_group() as waiters:
-                    waiters.start_soon(_cancel_after, supervise(), waiters.cancel_scope)
-                    waiters.start_soon(_cancel_after, stop.wait(), waiters.cancel_scope)
+            async with anyio.create_task_group() as waiters:
+                waiters.start_soon(_cancel_after, supervise(), waiters.cancel_scope)
+                with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
+                    await stop.wait()
+                hosts.terminate_all()  # every host starts stopping now, none sees the others vanish
+                waiters.cancel_scope.cancel()
             tg.cancel_scope.cancel()
 
     anyio.run(main, backend=backend, backend_options=options)

@@ -15,6 +15,12 @@ logs each host's PID so a test (or an operator) can signal it. Stopping sends SI
 stops its actors gracefully), waits the host's budget, then SIGKILL — always by PID, and always
 awaited, so no child outlives the launcher.
 
+Stopping the whole graph sends SIGTERM to *every* host at once (:meth:`HostProcesses.terminate_all`)
+before the supervisor awaits them in reverse order. Stopped one after the other, the first host to
+leave looked like a vanished peer to the others, still running, whose supervisors restarted the
+consumers of its channels just before being stopped themselves. Each process gets one SIGTERM
+only: a second one would mean "force" to the host.
+
 Cross-host edges use each host's Zenoh settings from the graph: give every host explicit
 ``listen``/``connect`` endpoints (multicast scouting is off by default).
 """
@@ -36,7 +42,7 @@ from ._errors import RtrunError
 from ._supervisor import ChildSpec, Supervisor, SupervisorFlags
 from ._validate import CompiledGraph
 
-__all__ = ["HostProcessError", "host_supervisor"]
+__all__ = ["HostProcessError", "HostProcesses", "host_supervisor"]
 
 READY_MARKER = "running ("
 """Substring of the line a host logs once its graph runs (see ``rtrun._cli``)."""
@@ -54,6 +60,34 @@ class HostProcessError(RtrunError):
         super().__init__(f"host {host!r} process ended ({how})")
         self.host = host
         self.code = code
+
+
+class HostProcesses:
+    """The live host processes of an isolated run, so that a stop reaches all of them at once."""
+
+    def __init__(self) -> None:
+        self._procs: dict[str, Process] = {}
+        self._terminated: set[int] = set()
+
+    def add(self, host: str, proc: Process) -> None:
+        """Track ``host``'s (new) process."""
+        self._procs[host] = proc
+
+    def discard(self, host: str, proc: Process) -> None:
+        """Forget ``host``'s process (once it is awaited)."""
+        if self._procs.get(host) is proc:
+            del self._procs[host]
+
+    def terminate(self, proc: Process) -> None:
+        """SIGTERM ``proc`` unless it ended or already got one (a second one means "force")."""
+        if proc.returncode is None and proc.pid not in self._terminated:
+            self._terminated.add(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+
+    def terminate_all(self) -> None:
+        """Ask every live host to stop gracefully, all at once."""
+        for proc in list(self._procs.values()):
+            self.terminate(proc)
 
 
 def _command(graph_file: str, host: str, passthrough: Sequence[str]) -> list[str]:
@@ -74,10 +108,10 @@ async def _pump(proc: Process, host: str, task_status: TaskStatus[None]) -> None
                 task_status.started()
 
 
-async def _stop(proc: Process, host: str) -> None:
+async def _stop(proc: Process, host: str, hosts: HostProcesses) -> None:
     with anyio.CancelScope(shield=True):
         if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
+            hosts.terminate(proc)
             with anyio.move_on_after(HOST_SHUTDOWN_S):
                 await proc.wait()
         if proc.returncode is None:
@@ -86,17 +120,19 @@ async def _stop(proc: Process, host: str) -> None:
             await proc.wait()
 
 
-def _host_child(graph_file: str, host: str, passthrough: Sequence[str]) -> ChildSpec:
+def _host_child(graph_file: str, host: str, passthrough: Sequence[str], hosts: HostProcesses) -> ChildSpec:
     async def start(*, task_status: TaskStatus[None]) -> None:
         proc = await anyio.open_process(
             _command(graph_file, host, passthrough), stdin=subprocess.DEVNULL, stdout=None
         )
+        hosts.add(host, proc)
         log.info("host %r started (pid %d)", host, proc.pid)
         try:
             await _pump(proc, host, task_status)
             code = await proc.wait()
         finally:
-            await _stop(proc, host)
+            await _stop(proc, host, hosts)
+            hosts.discard(host, proc)
         if code != 0:
             raise HostProcessError(host, code)
 
@@ -109,10 +145,14 @@ def _host_child(graph_file: str, host: str, passthrough: Sequence[str]) -> Child
     )
 
 
-def host_supervisor(compiled: CompiledGraph, passthrough: Sequence[str]) -> Supervisor:
-    """The supervisor of every host process of ``compiled`` (hosts in declaration order)."""
+def host_supervisor(
+    compiled: CompiledGraph, passthrough: Sequence[str], hosts: HostProcesses | None = None
+) -> Supervisor:
+    """The supervisor of every host process of ``compiled`` (hosts in declaration order);
+    ``hosts`` collects the live processes (for :meth:`HostProcesses.terminate_all`)."""
+    hosts = hosts if hosts is not None else HostProcesses()
     spec = compiled.spec
-    hosts = list(spec.hosts) or sorted({a.host for a in compiled.actors.values()})
+    names = list(spec.hosts) or sorted({a.host for a in compiled.actors.values()})
     root = spec.root
     flags = SupervisorFlags(
         strategy=root.strategy,  # type: ignore[arg-type]
@@ -120,5 +160,5 @@ def host_supervisor(compiled: CompiledGraph, passthrough: Sequence[str]) -> Supe
         period=root.period_s,
         backoff=root.backoff,
     )
-    children = [_host_child(spec.file, host, passthrough) for host in hosts]
+    children = [_host_child(spec.file, name, passthrough, hosts) for name in names]
     return Supervisor(f"{spec.name}:hosts", children, flags)

@@ -152,3 +152,60 @@ def test_isolated_hosts_survive_a_sigkill(tmp_path: Path) -> None:
             lines.close()
     assert code == 0, "\n".join(line for _, line in lines.items[-30:])
     assert not [pid for pid in pids if alive(pid)], "a host process outlived the launcher"
+
+
+def test_stopping_an_isolated_graph_stops_every_host_at_once(tmp_path: Path) -> None:
+    """The consumer's host is declared (so started) first and would be stopped last: stopped one
+    by one, it saw its producer vanish and restarted its actor during the shutdown. All hosts get
+    SIGTERM together, so nothing restarts and the run ends cleanly."""
+    pa, pb = free_port(), free_port()
+    text = f"""
+    [graph]
+    name = "isostop"
+
+    [hosts.sinkhost]
+    zenoh = {{ listen = ["tcp/127.0.0.1:{pa}"] }}
+    [hosts.srchost]
+    zenoh = {{ listen = ["tcp/127.0.0.1:{pb}"], connect = ["tcp/127.0.0.1:{pa}"] }}
+
+    [[actor]]
+    id = "src"
+    kind = "rtrun.testing:CounterSource"
+    host = "srchost"
+    params = {{ rate_hz = 100.0 }}
+
+    [[actor]]
+    id = "sink"
+    kind = "rtrun.testing:Collector"
+    host = "sinkhost"
+    params = {{ log_every = 25 }}
+    inputs.in = {{ source = "src/out", capacity = 8, policy = "drop_oldest" }}
+    """
+    path = tmp_path / "isostop.toml"
+    path.write_text(textwrap.dedent(text))
+    env = {**os.environ, "COLUMNS": "240", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "rtrun", "run", str(path), "--isolate", "--loop", "asyncio"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    lines = Lines(proc)
+    pids: list[int] = []
+    try:
+        for host in ("sinkhost", "srchost"):
+            pids.append(int(lines.wait(rf"host '{host}' started \(pid (\d+)\)")[1].group(1)))
+        lines.wait(r"\[sinkhost\].*received 50, last")
+    finally:
+        t_stop = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=40)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pid in pids:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            lines.close()
+    log = "\n".join(line for _, line in lines.items[-40:])
+    assert code == 0, log
+    assert not [line for t, line in lines.items if t >= t_stop and "restarting" in line], log
+    assert not [pid for pid in pids if alive(pid)], "a host process outlived the launcher"
