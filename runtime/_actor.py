@@ -155,6 +155,7 @@ class ActorContext(Generic[P]):
         self._status: dict[str, Any] = {}
         self._limiter = CapacityLimiter(1)
         self._cleanup_scopes: set[CancelScope] = set()
+        self._hard_stopped = False  # set by a hard stop, cleared when the actor (re)starts
         self.restarts = 0
         """How many times the supervisor restarted this actor."""
 
@@ -221,12 +222,21 @@ class ActorContext(Generic[P]):
         """
         deadline = anyio.current_time() + timeout if math.isfinite(timeout) else math.inf
         with CancelScope(shield=True, deadline=deadline) as scope:
+            if self._hard_stopped:  # the hard stop came before this cleanup began: skip it
+                scope.cancel()
             self._cleanup_scopes.add(scope)
             try:
                 yield scope
             finally:
                 self._cleanup_scopes.discard(scope)
 
+    def _begin_run(self) -> None:
+        """The actor (re)starts: cleanups may run again."""
+        self._hard_stopped = False
+
     def _hard_cancel_cleanups(self) -> None:
+        # Also cleanups entered *later*: a second Ctrl-C can land between the cancellation of the
+        # actor and its ``finally`` reaching ``cleanup()``, which must not then hold the stop.
+        self._hard_stopped = True
         for scope in list(self._cleanup_scopes):
             scope.cancel()

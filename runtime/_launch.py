@@ -232,6 +232,7 @@ class Graph:
         cls: type[Actor] = actor.cls
 
         async def start(*, task_status: TaskStatus[None]) -> None:
+            ctx._begin_run()
             await cls().run(ctx, task_status=task_status)
 
         return ChildSpec(

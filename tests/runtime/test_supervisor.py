@@ -240,6 +240,48 @@ async def test_shutdown_timeout_then_hard_stop_cancels_cleanup() -> None:
     assert [e.kind for e in sup.events][-2:] == ["killed", "stopped"]
 
 
+async def test_hard_stop_before_the_cleanup_begins_skips_it() -> None:
+    """A hard stop that lands between the actor's cancellation and its ``finally`` reaching
+    ``ctx.cleanup()`` (a quick second Ctrl-C) must not let that cleanup hold the stop."""
+    from rtrun._actor import ActorContext
+
+    ctx = ActorContext(id="motor", params=None)
+    log: list[str] = []
+    in_finally = anyio.Event()
+    hard_stopped = anyio.Event()
+
+    async def stubborn(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            in_finally.set()
+            with anyio.CancelScope(shield=True):
+                await hard_stopped.wait()  # the hard stop happens right here
+            with ctx.cleanup(math.inf):
+                log.append("cleanup begins")
+                await anyio.sleep(100)
+                log.append("never")  # pragma: no cover
+
+    spec = ChildSpec(
+        id="motor", start=stubborn, shutdown_timeout=60.0, on_hard_stop=ctx._hard_cancel_cleanups
+    )
+    sup = Supervisor("root", [spec])
+    t0 = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        await tg.start(sup.run)
+        tg.cancel_scope.cancel()  # graceful stop: the child is cancelled, enters its finally
+        with anyio.CancelScope(shield=True):
+            await in_finally.wait()
+            sup.hard_stop()  # a second Ctrl-C
+            hard_stopped.set()
+    assert log == ["cleanup begins"]  # entered, and cancelled at once
+    assert anyio.current_time() - t0 < 1.0
+    ctx._begin_run()  # a restart: cleanups work again
+    with ctx.cleanup(1.0) as scope:
+        assert not scope.cancel_called
+
+
 async def test_start_timeout() -> None:
     async def never_ready(*, task_status: anyio.abc.TaskStatus[None]) -> None:
         await anyio.sleep_forever()
