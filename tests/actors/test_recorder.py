@@ -28,7 +28,7 @@ import trio.testing
 from anyio.abc import TaskStatus
 from rtrun import Actor, ActorContext, Output, Ticker
 
-from ..conftest import THREAD_FRIENDLY_VIRTUAL, VIRTUAL
+from ..conftest import THREAD_FRIENDLY_VIRTUAL
 
 pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("av")
@@ -252,9 +252,9 @@ async def test_two_episodes_by_control_messages(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("anyio_backend", VIRTUAL)
+@pytest.mark.parametrize("anyio_backend", THREAD_FRIENDLY_VIRTUAL)
 async def test_rows_follow_capture_times(tmp_path: Path) -> None:
-    """Alignment rule on virtual time: each row holds the latest sample captured at or before
+    """Alignment rule on (thread-friendly) virtual time: each row holds the latest sample captured at or before
     its tick (not the latest *delivered*: the samples arrive 25 ms late), within 2 frames."""
     root = tmp_path / "ds"
     spec = recorder_graph(root, cams=1)
