@@ -101,6 +101,15 @@ class PortBase(PortLifecycle):
     """Zenoh ports share the in-process lifecycle; ``async with`` awaits ``aclose()`` (a sender's
     last clone then publishes END_OF_STREAM reliably and waits for the acknowledgement)."""
 
-    __slots__ = ()
+    __slots__ = ("_core",)
 
     _factory = "open_zenoh_*()"
+
+    @classmethod
+    def _create(cls, core: Any) -> Any:
+        """A new port (clone) on ``core``: counted as open under the core's bridge lock."""
+        port = object.__new__(cls)
+        port._core, port._closed = core, False
+        with core.bridge.lock:
+            core.open_clones += 1
+        return port

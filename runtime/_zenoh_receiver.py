@@ -392,15 +392,8 @@ class _ReceiverCore:
 class ZenohReceivePort(PortBase, Generic[T]):
     """Receiving end of a cross-host channel; same interface as :class:`rtrun.ReceivePort`."""
 
-    __slots__ = ("_core",)
-
-    @classmethod
-    def _create(cls, core: _ReceiverCore) -> ZenohReceivePort[T]:
-        port = object.__new__(cls)
-        port._core, port._closed = core, False
-        with core.bridge.lock:
-            core.open_clones += 1
-        return port
+    __slots__ = ()
+    _core: _ReceiverCore
 
     def receive_nowait(self) -> T:
         """Receive without waiting. Raises ClosedResourceError, BrokenResourceError (once per

@@ -288,15 +288,8 @@ class _SenderCore:
 class ZenohSendPort(PortBase, Generic[T]):
     """Sending end of a cross-host channel; same interface as :class:`rtrun.SendPort`."""
 
-    __slots__ = ("_core",)
-
-    @classmethod
-    def _create(cls, core: _SenderCore) -> ZenohSendPort[T]:
-        port = object.__new__(cls)
-        port._core, port._closed = core, False
-        with core.bridge.lock:
-            core.open_clones += 1
-        return port
+    __slots__ = ()
+    _core: _SenderCore
 
     def send_nowait(self, item: T) -> None:
         """Publish without waiting. Raises ClosedResourceError, BrokenResourceError (every

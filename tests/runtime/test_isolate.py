@@ -108,6 +108,21 @@ def alive(pid: int) -> bool:
     return True
 
 
+def stop_launcher(proc: subprocess.Popen[str], pids: list[int], lines: Lines) -> int:
+    """Ctrl-C the launcher and return its exit code; kill (by PID) whatever is left over."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        lines.close()
+
+
 def test_isolated_hosts_survive_a_sigkill(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "240", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "rtrun", "run", str(three_hosts(tmp_path)), "--isolate", "--loop", "asyncio"]
@@ -139,17 +154,7 @@ def test_isolated_hosts_survive_a_sigkill(tmp_path: Path) -> None:
         assert lasts == sorted(lasts) and len(set(lasts)) == len(lasts), lasts
         assert t_resume > t_kill
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=40)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pid in pids:
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-            lines.close()
+        code = stop_launcher(proc, pids, lines)
     assert code == 0, "\n".join(line for _, line in lines.items[-30:])
     assert not [pid for pid in pids if alive(pid)], "a host process outlived the launcher"
 
@@ -194,17 +199,7 @@ def test_stopping_an_isolated_graph_stops_every_host_at_once(tmp_path: Path) -> 
         lines.wait(r"\[sinkhost\].*received 50, last")
     finally:
         t_stop = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=40)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pid in pids:
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-            lines.close()
+        code = stop_launcher(proc, pids, lines)
     log = "\n".join(line for _, line in lines.items[-40:])
     assert code == 0, log
     assert not [line for t, line in lines.items if t >= t_stop and "restarting" in line], log
