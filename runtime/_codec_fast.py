@@ -20,13 +20,11 @@ inconsistent array, a ``__post_init__`` rejection, a class whose types have no m
 
 Measured (a 4-field message with a small uint8 array, the Zenoh benchmark's): 7.5 us on the
 general path, 3.9 us here; with a cold cache -- what a sparse Zenoh sample meets -- about 45 us
-instead of 65-75 us. :func:`decoder_for` is the same path specialized for one class (Zenoh
-receivers), skipping the general entry point's dispatch.
+instead of 65-75 us.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any, Final, Literal
@@ -51,7 +49,7 @@ from ._message import (
     _registry,
 )
 
-__all__ = ["decoder_for", "fast_decode"]
+__all__ = ["fast_decode"]
 
 Conv = Callable[[Any], Any] | None  # mirror value -> field value; None: use as is
 _UNSET: Final = msgspec.UNSET
@@ -281,31 +279,3 @@ def fast_decode(view: bytes | memoryview, expected: type[Message] | None, zero_c
         return plan.make(kwargs)  # type: ignore[no-any-return]
     except (ValueError, _Reject):  # msgspec's errors are ValueErrors, and so is bad UTF-8
         return None
-
-
-def decoder_for(cls: type[Message]) -> Callable[[bytes], Message]:
-    """``decode(data, expected=cls)`` specialized for one class (a Zenoh receiver's hot path):
-    the compiled path without the general entry point's dispatch; anything it does not accept,
-    and any input that is not ``bytes``, goes to :func:`rtrun.decode` itself."""
-    from . import _codec  # (a cycle at import time: _codec imports this module)
-
-    general = functools.partial(_codec.decode, expected=cls)
-    tag = cls.__rtrun_tag__
-
-    def decode_one(data: bytes) -> Message:
-        if type(data) is bytes and _codec.FAST_DECODE and _registry.get(tag) is cls:
-            plans = cls.__dict__.get("__rtrun_fast__", _NO_PLAN)
-            if plans is _NO_PLAN:
-                plans = _plans(cls)
-            count = _map_len(data)
-            if plans is not None and count is not None and len(data) <= _codec.DEFAULT_MAX_SIZE:
-                plan = plans[len(data) >= _codec.ZERO_COPY_MIN_SIZE]
-                try:
-                    kwargs = plan.kwargs(plan.decoder.decode(data))
-                    if len(kwargs) + 2 == count:  # else a repeated key: the general path says so
-                        return plan.make(kwargs)
-                except (ValueError, _Reject):
-                    pass
-        return general(data)
-
-    return decode_one

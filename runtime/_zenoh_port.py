@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -59,11 +60,9 @@ class Codec:
 def kernel_codec(message_type: type | None) -> Codec:
     """The kernel codec, optionally requiring one message class on decode."""
     from ._codec import decode, encode
-    from ._codec_fast import decoder_for
 
-    if message_type is None:
-        return Codec(encode=encode, decode=decode)
-    return Codec(encode=encode, decode=decoder_for(message_type))  # the compiled path, inlined
+    # functools.partial is C: one Python frame less per received sample than a lambda
+    return Codec(encode=encode, decode=functools.partial(decode, expected=message_type))
 
 
 def check_policy(capacity: int, policy: str) -> None:

@@ -804,24 +804,6 @@ def test_fuzz_mutated_valid_bytes(wire: bytes, mutations: list[tuple[str, int, i
     decode_or_decode_error(mutate(wire, mutations))
 
 
-@fuzz(1500)
-@given(wire=st.sampled_from(CORPUS), mutations=st.lists(MUTATION, max_size=3))
-def test_fuzz_specialized_decoder_matches_decode(wire: bytes, mutations: list[tuple[str, int, int]]) -> None:
-    """decoder_for(cls) -- the Zenoh receivers' decode -- agrees with decode(expected=cls) on
-    valid and mutated bodies, with the compiled path on and off."""
-    data = mutate(wire, mutations)
-    cls = type(decode(wire))
-    outcomes = []
-    for enabled in (True, False):
-        with fast_decode(enabled):
-            for fn in (_codec_fast.decoder_for(cls), lambda d: decode(d, expected=cls)):
-                try:
-                    outcomes.append(fn(data))
-                except DecodeError as exc:
-                    outcomes.append(exc.reason)
-    assert all(same(outcomes[0], o) for o in outcomes[1:]), outcomes
-
-
 ARRAY_MAPS = st.fixed_dictionaries(
     {
         "@nd": st.sampled_from([1, 1, 2, True]),
