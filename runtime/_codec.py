@@ -63,9 +63,9 @@ copied before that; a non-contiguous or big-endian one is converted once
 instead would copy the payload twice (into the packer's buffer, then out of it).
 
 Small flat messages (fields that are scalars, array-free containers/nested messages, or arrays of
-at most :data:`~rtrun._codec_ops.PACK_ARRAY_MAX` bytes) first take a one-call path: the body is
-built as one dict in wire order and packed by a single ``Packer.pack`` (same bytes: msgpack writes
-a dict's pairs in insertion order). Its checks only accept exact, already-valid values; anything
+at most :data:`~rtrun._codec_gen.PACK_ARRAY_MAX` bytes) first take a one-call path: the body is
+built as one dict in wire order and packed by a single msgspec call, in a function generated per
+class (:mod:`rtrun._codec_gen`; same bytes: a dict's pairs are written in insertion order). Its checks only accept exact, already-valid values; anything
 else falls back to the segment path above, which converts or raises the same errors as before.
 This halves the per-message cost of a 6-joint state (see ``benchmarks/_codec_bench.py``).
 
@@ -162,8 +162,8 @@ def encode(msg: Message) -> bytes:
     the tag and the field path when a value does not fit.
     """
     codec = _codec_of(type(msg))
-    if codec.pack_plan is not None:
-        wire = codec.pack_flat(msg, _packer().pack)
+    if codec.pack_flat is not None:
+        wire = codec.pack_flat(msg)
         if wire is not None:
             return wire
     out: list[Any] = [codec.prefix]

@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 import msgspec
 import numpy as np
 
+from ._codec_gen import BuildField, Reject, compile_build
 from ._codec_ops import _DTYPES, _ClassCodec, _codec_of
 from ._codec_read import MAX_CONTAINER_LEN, _peek_tag
 from ._codec_wire import _DTYPE_NAME_LE, _MAP_HEAD, ARRAY_LAYOUT
@@ -54,10 +55,6 @@ __all__ = ["fast_decode"]
 Conv = Callable[[Any], Any] | None  # mirror value -> field value; None: use as is
 _UNSET: Final = msgspec.UNSET
 _TAG_FIELD, _VERSION_FIELD = "rtrun__tag", "rtrun__version"
-
-
-class _Reject(Exception):
-    """The fast path declines this body: the general decoder decides."""
 
 
 class _NdCopy(msgspec.Struct, forbid_unknown_fields=True, rename={"nd": "@nd"}, gc=False):
@@ -88,16 +85,16 @@ def _array_conv(pinned: np.dtype[Any] | None) -> Callable[[Any], np.ndarray[Any,
     def conv(m: _NdCopy | _NdView) -> np.ndarray[Any, Any]:
         dtype = _DTYPES.get(m.dtype)
         if dtype is None or (pinned is not None and dtype is not pinned):
-            raise _Reject
+            raise Reject
         shape = m.shape
         if len(shape) == 1:  # the common case first
             if shape[0] < 0 or shape[0] * dtype.itemsize != len(m.data):
-                raise _Reject
+                raise Reject
             return np.frombuffer(m.data, dtype)  # read-only: bytes, or a read-only view
         if len(shape) > MAX_ARRAY_NDIM or (shape and min(shape) < 0):
-            raise _Reject
+            raise Reject
         if math.prod(shape) * dtype.itemsize != len(m.data):
-            raise _Reject
+            raise Reject
         return np.frombuffer(m.data, dtype).reshape(shape)
 
     return conv
@@ -105,7 +102,7 @@ def _array_conv(pinned: np.dtype[Any] | None) -> Callable[[Any], np.ndarray[Any,
 
 def _bounded(n: int) -> None:
     if n > MAX_CONTAINER_LEN:
-        raise _Reject
+        raise Reject
 
 
 def _tuple_conv(item: Conv) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -164,9 +161,9 @@ def _mirror(ftype: FieldType, zero_copy: bool) -> tuple[Any, Conv]:
 
 
 class _Plan:
-    """A class's mirror struct, its msgspec decoder and the step that builds the message."""
+    """A class's mirror struct, its msgspec decoder and the generated step building the message."""
 
-    __slots__ = ("cls", "decoder", "fields", "struct", "tag")
+    __slots__ = ("build", "decoder", "struct", "tag")
 
     def __init__(self, codec: _ClassCodec, zero_copy: bool) -> None:
         cls = codec.cls
@@ -174,7 +171,7 @@ class _Plan:
             (_TAG_FIELD, Literal[codec.tag]),  # type: ignore[valid-type]
             (_VERSION_FIELD, Literal[codec.version]),  # type: ignore[valid-type]
         ]
-        fields: list[tuple[str, Conv]] = []
+        fields: list[BuildField] = []
         for plan in cls.__rtrun_fields__:
             if plan.name in (_TAG_FIELD, _VERSION_FIELD):
                 raise TypeError("field name collides with the mirror's own")
@@ -183,10 +180,16 @@ class _Plan:
                 spec.append((plan.name, mirror_type))
             else:  # absent on the wire -> the dataclass default applies
                 spec.append((plan.name, mirror_type | msgspec.UnsetType, _UNSET))
-            fields.append((plan.name, conv))
-        self.cls = cls
+            array = isinstance(plan.type, ArrayType)
+            pinned = (
+                _DTYPES[_DTYPE_NAME_LE[plan.type.dtype.str]]
+                if array and plan.type.dtype is not None
+                else None
+            )
+            fields.append(
+                BuildField(name=plan.name, required=plan.required, array=array, pinned=pinned, conv=conv)
+            )
         self.tag = codec.tag
-        self.fields = tuple(fields)
         self.struct = msgspec.defstruct(
             f"Mirror_{cls.__name__}{'_view' if zero_copy else ''}",
             spec,
@@ -195,26 +198,8 @@ class _Plan:
             gc=False,
         )
         self.decoder = msgspec.msgpack.Decoder(self.struct)
-
-    def kwargs(self, mirror: Any) -> dict[str, Any]:
-        """Field values of a decoded mirror; absent optional fields are left out."""
-        kwargs = {}
-        for name, conv in self.fields:
-            v = getattr(mirror, name)
-            if v is not _UNSET:
-                kwargs[name] = v if conv is None else conv(v)
-        return kwargs
-
-    def make(self, kwargs: dict[str, Any]) -> Message:
-        """Call the class (its ``__post_init__`` runs); a rejection goes to the general path."""
-        try:
-            return self.cls(**kwargs)
-        except (TypeError, ValueError):
-            raise _Reject from None
-
-    def build(self, mirror: Any) -> Message:
-        """The message of a nested mirror (repeated keys inside follow msgpack: last wins)."""
-        return self.make(self.kwargs(mirror))
+        self.build: Callable[..., Message] = compile_build(cls, fields)
+        """``build(mirror, count=-1)``: the message (raises Reject; see :mod:`rtrun._codec_gen`)."""
 
 
 _NO_PLAN: Final = object()
@@ -272,10 +257,7 @@ def fast_decode(view: bytes | memoryview, expected: type[Message] | None, zero_c
         if plans is None:
             return None
         plan = plans[zero_copy]
-    try:
-        kwargs = plan.kwargs(plan.decoder.decode(view))
-        if len(kwargs) + 2 != count:  # a repeated top-level key (msgspec keeps the last): malformed
-            return None
-        return plan.make(kwargs)  # type: ignore[no-any-return]
-    except (ValueError, _Reject):  # msgspec's errors are ValueErrors, and so is bad UTF-8
+    try:  # count: a repeated top-level key (msgspec keeps the last) is malformed
+        return plan.build(plan.decoder.decode(view), count)
+    except (ValueError, Reject):  # msgspec's errors are ValueErrors, and so is bad UTF-8
         return None

@@ -9,7 +9,7 @@ operation: :mod:`rtrun._codec`.
 Decode builds a message through one precomputed plan per class (``build_plan``: name, the scalar
 type accepted as is, the conversion, required): a scalar already of its field's type costs one
 ``type() is`` test; anything else goes through the field's compiled ``conv``, which converts or
-raises. Encode has a one-call fast path (``pack_flat``, theory of operation below).
+raises. Encode has a one-call fast path (``pack_flat``, generated per class: :mod:`rtrun._codec_gen`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._codec_gen import compile_pack_flat
 from ._codec_wire import (
     _ARRAY_PREFIX,
     _DATA_KEY,
@@ -44,7 +45,6 @@ from ._message import (
     MAX_ARRAY_NDIM,
     ArrayType,
     DictType,
-    FieldPlan,
     FieldType,
     FixedTupleType,
     Message,
@@ -181,7 +181,6 @@ _SCALARS: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
 
 
 _DTYPES: dict[str, np.dtype[Any]] = dict(ARRAY_DTYPES)  # a plain dict: faster than the proxy
-_NAME_OF_DTYPE = {dtype: name for name, dtype in ARRAY_DTYPES.items()}  # hit => same as by .str
 _INT_ONLY = frozenset({int})
 
 
@@ -447,7 +446,8 @@ class _ClassCodec:
         )
         self.head = {TAG_KEY: self.tag, VERSION_KEY: self.version}
         plans = cls.__rtrun_fields__
-        self.pack_plan = _pack_plan(plans, self.fields)
+        self.pack_flat = compile_pack_flat(cls, plans, [f.ops.check for f in self.fields])
+        """The one-call encode (:mod:`rtrun._codec_gen`), or None for the segment path only."""
         self.build_plan = tuple(
             (f.name, p.type.py_type if isinstance(p.type, Scalar) else _Never, f.ops.conv, f.required)
             for p, f in zip(plans, self.fields, strict=True)
@@ -462,30 +462,6 @@ class _ClassCodec:
         self._require_instance(msg)
         out.append(self.prefix)
         self.emit_fields(msg, out, pack)
-
-    def pack_flat(self, msg: Any, pack: Callable[[Any], bytes]) -> bytes | None:
-        """The whole body in one ``pack`` call, for values the fast checks accept; ``None``
-        sends the message down the general path, which encodes it or raises the exact error."""
-        out = self.head.copy()
-        for name, kind, arg in self.pack_plan:  # type: ignore[union-attr]
-            v = getattr(msg, name)
-            if kind is _K_EXACT:
-                if type(v) is not arg:
-                    return None
-            elif kind is _K_INT:
-                if type(v) is not int or not _INT_MIN <= v <= _INT_MAX:
-                    return None
-            elif kind is _K_CHECK:
-                try:
-                    v = arg(v)
-                except _Bad:
-                    return None
-            elif v is not None or kind is _K_ARRAY:
-                v = _array_map(v, arg)
-                if v is None:
-                    return None
-            out[name] = v
-        return pack(out)
 
     def emit_fields(self, msg: Any, out: list[Any], pack: Callable[[Any], bytes]) -> None:
         for field in self.fields:
@@ -538,60 +514,11 @@ class _ClassCodec:
             raise _Bad("field_value", f"{self.cls.__qualname__} rejected the values: {exc}") from exc
 
 
-# -- one-call encode of flat messages -------------------------------------------------------------
-# Theory of operation: most hot-path messages are a few scalars and small arrays, where the general
-# path's per-field closures and Packer calls cost more than the data. ``_ClassCodec.pack_flat``
-# instead builds one dict in wire order ("@tag", "@version", fields) and packs it in one C call:
-# msgpack writes a dict as map header + key/value pairs in insertion order, with the same Packer
-# settings, so the bytes are identical to the segment path's (the tests compare). Arrays become
-# their layout map {"@nd", "dtype", "shape", "data"} with ``tobytes()`` as the bin. The fast checks
-# only *accept* (exact types, in-range ints, little-endian C-contiguous arrays of an allowed dtype);
-# anything else (numpy scalars, subclasses, big-endian or strided arrays, big arrays, invalid
-# values) returns None and the general path runs, so conversions and error texts are unchanged.
-
 _MISSING: Any = object()
 
 
 class _Never:
     """A type no wire value has: the build plan's "no as-is type" marker."""
-
-
-_K_EXACT, _K_INT, _K_CHECK, _K_ARRAY, _K_OPT_ARRAY = range(5)
-
-PACK_ARRAY_MAX = 16 * 1024
-"""Largest array (bytes) ``pack_flat`` packs: it copies the payload three times (``tobytes``, the
-packer's buffer, the result) where the general path splices a memoryview in and copies once.
-Measured here, the one-call path still wins at 16 KiB (4.7 vs 6.1 µs) and loses at 64 KiB."""
-
-
-def _pack_plan(plans: tuple[FieldPlan, ...], fields: tuple[_Field, ...]) -> tuple[Any, ...] | None:
-    """``(name, kind, arg)`` per field for ``pack_flat``; None if a field needs the segment path
-    (an array inside a container or a nested message)."""
-    plan: list[tuple[str, int, Any]] = []
-    for p, f in zip(plans, fields, strict=True):
-        t = p.type
-        if isinstance(t, Scalar):
-            plan.append((p.name, _K_INT, None) if t.py_type is int else (p.name, _K_EXACT, t.py_type))
-        elif isinstance(t, ArrayType):
-            plan.append((p.name, _K_ARRAY, t.dtype))
-        elif isinstance(t, OptionalType) and isinstance(t.inner, ArrayType):
-            plan.append((p.name, _K_OPT_ARRAY, t.inner.dtype))
-        elif f.ops.check is not None:
-            plan.append((p.name, _K_CHECK, f.ops.check))
-        else:
-            return None
-    return tuple(plan)
-
-
-def _array_map(v: Any, pinned: np.dtype[Any] | None) -> dict[str, Any] | None:
-    """The wire map of a small array the general path would write as is; else None."""
-    if type(v) is not np.ndarray or v.nbytes > PACK_ARRAY_MAX or not v.flags.c_contiguous:
-        return None
-    dtype = v.dtype
-    name = _NAME_OF_DTYPE.get(dtype)  # (dtype.str costs 0.3 µs; equal dtypes have equal .str)
-    if name is None or (pinned is not None and dtype != pinned) or v.ndim > MAX_ARRAY_NDIM:
-        return None
-    return {"@nd": ARRAY_LAYOUT, "dtype": name, "shape": v.shape, "data": v.tobytes()}
 
 
 def _codec_of(cls: type) -> _ClassCodec:

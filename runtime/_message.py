@@ -269,6 +269,7 @@ class Message:
 
     __rtrun_tag__: ClassVar[str]
     __rtrun_version__: ClassVar[int]
+    __rtrun_generated_init__: ClassVar[bool]
     __rtrun_fields__: ClassVar[tuple[FieldPlan, ...]]
 
     def __rich_repr__(self) -> Iterator[tuple[str, object]]:
@@ -474,6 +475,7 @@ def message(*, tag: str, version: int = 1) -> Callable[[type[M]], type[M]]:
         # function (tests, notebooks) may refer to other local classes (as pydantic does).
         localns = {**sys._getframe(1).f_locals, cls.__name__: cls}
         _check_class(cls, tag, version)
+        own_init = "__init__" in cls.__dict__
         try:
             new_cls = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
         except TypeError as exc:  # e.g. the class defines __slots__ itself
@@ -481,6 +483,7 @@ def message(*, tag: str, version: int = 1) -> Callable[[type[M]], type[M]]:
         new_cls.__rtrun_fields__ = _plans(new_cls, localns)
         new_cls.__rtrun_tag__ = tag
         new_cls.__rtrun_version__ = version
+        new_cls.__rtrun_generated_init__ = not own_init  # the decoder may then skip the call
         _register(new_cls, tag)
         return new_cls
 
