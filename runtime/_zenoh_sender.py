@@ -11,11 +11,12 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
-from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
+from anyio.lowlevel import checkpoint
 
 from ._bridge import ThreadBridge
 from ._channel import ChannelStatistics, Policy
 from ._errors import TransportError
+from ._lowlevel import checkpoint_if_cancelled
 from ._wire import (
     CreditBody,
     Header,

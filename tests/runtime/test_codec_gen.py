@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 from numpy.typing import NDArray
 from rtrun import _codec_fast, _codec_gen
-from rtrun._codec import decode, encode
+from rtrun._codec import decode, decoder_for, encode
 from rtrun._codec_ops import _codec_of
 from rtrun._codec_wire import _packer
 from rtrun._errors import DecodeError
@@ -237,3 +237,47 @@ def test_generated_source_only_takes_identifiers() -> None:
         _codec_gen._source_name("x): import os; (")
     with pytest.raises(TypeError, match="not an identifier"):
         _codec_gen._source_name("class")
+
+
+def outcome(fn: Any, wire: bytes) -> object:
+    try:
+        return fn(wire)
+    except DecodeError as exc:
+        return exc.reason
+
+
+def same_outcome(a: object, b: object) -> bool:
+    """Equal reasons, or messages of one class that encode identically (NaN-safe, dtype-exact)."""
+    if isinstance(a, Message):
+        return type(a) is type(b) and encode(a) == encode(b)  # type: ignore[arg-type]
+    return a == b
+
+
+@settings(max_examples=400, derandomize=True, deadline=None, database=None)
+@given(
+    cls=st.sampled_from([Flat, Positive, Scaled]),
+    data=st.data(),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
+    cut=st.integers(0, 10_000),
+)
+def test_decoder_for_matches_decode_on_valid_and_mutated_bodies(
+    cls: type[Message], data: st.DataObject, flips: list[tuple[int, int]], cut: int
+) -> None:
+    wire = bytearray(encode(data.draw(message_strategy(cls))))
+    for at, value in flips:
+        wire[at % len(wire)] = value
+    mutated = bytes(wire[: max(1, len(wire) - cut % 4)])
+    one = decoder_for(cls)
+    for body in (bytes(encode(data.draw(message_strategy(cls)))), mutated):
+        assert same_outcome(outcome(one, body), outcome(lambda b: decode(b, expected=cls), body))
+
+
+def test_decoder_for_respects_max_size_and_other_classes() -> None:
+    wire = encode(Positive(value=3))
+    assert decoder_for(Positive)(wire) == Positive(value=3)
+    with pytest.raises(DecodeError) as info:
+        decoder_for(Positive, max_size=len(wire) - 1)(wire)
+    assert info.value.reason == "oversize"
+    with pytest.raises(DecodeError) as info:
+        decoder_for(Scaled)(wire)
+    assert info.value.reason == "wrong_type"
