@@ -198,12 +198,12 @@ class ThreadBridge:
         if loop is None or (loop is not _NOT_ASYNCIO and loop.is_closed()):
             loop = self._attach()  # first wait, or the previous loop is gone
         while True:
-            future = loop.create_future() if loop is not _NOT_ASYNCIO else None
             with self.lock:
                 if predicate():
                     return
                 if self._closing:
                     raise ClosedResourceError
+                future = loop.create_future() if loop is not _NOT_ASYNCIO else None
                 self._parked = True
                 self._future = future
             woken = False

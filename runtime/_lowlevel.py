@@ -1,23 +1,27 @@
-"""``checkpoint_if_cancelled`` for hot paths: anyio's, minus the per-call backend lookup.
+"""Cancellation checks for hot paths: anyio's semantics, minus its per-call overhead.
 
 anyio's :func:`anyio.lowlevel.checkpoint_if_cancelled` asks sniffio which library runs the
-current task, then dispatches to that backend, on every call. A Zenoh ``send`` checks for
-cancellation on every call (a cancelled task never publishes), and with the cold cache a sparse
-control message meets, that lookup cost about as much as the check itself: measured 20 µs
-against 11 µs for the asyncio backend's own function.
+current task, dispatches to that backend, and walks the task's cancel scopes inside a
+coroutine, on every call. A Zenoh ``send`` checks for cancellation on every call (a cancelled
+task never publishes); with the cold cache a sparse control message meets, that cost 20 µs.
 
-Here the same decision is made from the same facts, in one step, as sniffio makes it: its
-thread-local name (trio sets it) first, then its context variable (set by bridges between
-libraries), else "asyncio" if an asyncio loop runs in this thread (without sniffio installed,
-anyio itself assumes the same). When that answer is "asyncio" the asyncio backend's function is
-returned directly; in every other case anyio's own. The awaitable is
-returned rather than awaited (no extra coroutine layer), so call it as ``await
-checkpoint_if_cancelled()``.
+:func:`cancel_maybe_pending` answers the same question with a plain function call: ``False``
+only when the current task is certainly not inside a cancelled (unshielded) scope, which is
+the common case; callers then skip the check, else they await :func:`checkpoint_if_cancelled`,
+which raises the cancellation exactly as anyio does. The library is identified as sniffio does
+(its thread-local name -- trio sets it -- then its context variable, set by bridges between
+libraries, else "asyncio" if an asyncio loop runs in this thread; without sniffio installed,
+anyio assumes the same). On asyncio the scope walk reads anyio's task state directly: the
+same data anyio's own check reads (``_task_states``, each scope's cancel/shield flags and
+parent). Those are anyio internals, so they are verified at import; if this anyio lays them
+out differently -- and on every other library -- the answer is always "maybe" and anyio's own
+check runs, which is always correct, merely slower. The tests run both paths on both backends.
 """
 
 from __future__ import annotations
 
-from asyncio import _get_running_loop
+import weakref
+from asyncio import _get_running_loop, current_task
 from collections.abc import Awaitable
 from typing import Any
 
@@ -28,28 +32,59 @@ try:
 except ImportError:  # pragma: no cover - optional for anyio; trio (tests) brings it
     sniffio = None  # type: ignore[assignment]
 
-__all__ = ["checkpoint_if_cancelled"]
+__all__ = ["cancel_maybe_pending", "checkpoint_if_cancelled"]
 
 _thread = None if sniffio is None else sniffio.thread_local
 _cvar = None if sniffio is None else sniffio.current_async_library_cvar
-_asyncio_check: Any = None  # the asyncio backend's checkpoint_if_cancelled, once looked up
+_ref = weakref.ref
 
 
-def _asyncio_backend_check() -> Any:
-    global _asyncio_check
-    if _asyncio_check is None:
-        from anyio._core._eventloop import get_async_backend  # (anyio 4's own dispatcher)
+def _anyio_task_states() -> dict[Any, Any] | None:
+    """anyio's asyncio task-state table (weakref(task) -> state), if laid out as expected."""
+    try:
+        from anyio._backends import _asyncio as backend
 
-        _asyncio_check = get_async_backend("asyncio").checkpoint_if_cancelled
-    return _asyncio_check
+        table = backend._task_states.data
+        scope_slots = backend.CancelScope.__slots__
+        state_slots = backend.TaskState.__slots__
+    except (ImportError, AttributeError):  # pragma: no cover - another anyio
+        return None
+    wanted = {"_cancel_called", "_shield", "_parent_scope"}
+    if not isinstance(table, dict) or not wanted <= set(scope_slots) or "cancel_scope" not in state_slots:
+        return None  # pragma: no cover - another anyio
+    return table
 
 
-def checkpoint_if_cancelled() -> Awaitable[None]:
-    """Like :func:`anyio.lowlevel.checkpoint_if_cancelled`: raises the pending cancellation of
-    the current task's cancel scope, if any, else returns without yielding."""
+_STATES = _anyio_task_states()
+
+
+def _on_asyncio() -> bool:
+    """Whether sniffio would name "asyncio" for the current task (see the module docstring)."""
     name = None if _thread is None else _thread.name
     if name is None and _cvar is not None:
         name = _cvar.get()
-    if name == "asyncio" or (name is None and _get_running_loop() is not None):
-        return (_asyncio_check or _asyncio_backend_check())()  # type: ignore[no-any-return]
+    return name == "asyncio" or (name is None and _get_running_loop() is not None)
+
+
+def cancel_maybe_pending() -> bool:
+    """``False`` only if the current task is certainly not in a cancelled, unshielded scope."""
+    if _STATES is None or not _on_asyncio():
+        return True
+    task = current_task()
+    state = None if task is None else _STATES.get(_ref(task))
+    if state is None:  # not an anyio task (anyio's check then does nothing either)
+        return task is None
+    scope = state.cancel_scope
+    while scope is not None:  # as anyio: the innermost cancelled scope, unless shielded first
+        if scope._cancel_called:
+            return True
+        if scope._shield:
+            return False
+        scope = scope._parent_scope
+    return False
+
+
+def checkpoint_if_cancelled() -> Awaitable[None]:
+    """:func:`anyio.lowlevel.checkpoint_if_cancelled` (raises the pending cancellation, if any,
+    else returns without yielding); await the result."""
     return anyio.lowlevel.checkpoint_if_cancelled()

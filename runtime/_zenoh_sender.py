@@ -16,7 +16,7 @@ from anyio.lowlevel import checkpoint
 from ._bridge import ThreadBridge
 from ._channel import ChannelStatistics, Policy
 from ._errors import TransportError
-from ._lowlevel import checkpoint_if_cancelled
+from ._lowlevel import cancel_maybe_pending, checkpoint_if_cancelled
 from ._wire import (
     CreditBody,
     Header,
@@ -316,7 +316,8 @@ class ZenohSendPort(PortBase, Generic[T]):
         """
         core = self._core
         if core.send_budget > 0:
-            await checkpoint_if_cancelled()
+            if cancel_maybe_pending():  # (a plain call: see rtrun._lowlevel)
+                await checkpoint_if_cancelled()
             core.send_budget -= 1
         else:
             await checkpoint()
