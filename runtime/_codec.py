@@ -62,13 +62,13 @@ copied before that; a non-contiguous or big-endian one is converted once
 (``np.ascontiguousarray(..., dtype=little-endian)``). Going through ``Packer.pack(memoryview)``
 instead would copy the payload twice (into the packer's buffer, then out of it).
 
-Flat messages (fields that are scalars, array-free containers/nested messages, or arrays) first
-take a one-call path: the body is built as one dict in wire order, arrays' bins being their own
-buffers, and packed by a single msgspec call, in a function generated per class
-(:mod:`rtrun._codec_gen`; same bytes: a dict's pairs are written in insertion order). Its checks
-only accept exact, already-valid values; anything else falls back to the segment path above,
-which converts or raises the same errors as before. This more than halves the per-message cost
-of a 6-joint state (see ``benchmarks/_codec_bench.py``).
+Small flat messages (fields that are scalars, array-free containers/nested messages, or arrays of
+at most :data:`~rtrun._codec_gen.PACK_ARRAY_MAX` bytes) first take a one-call path: the body is
+built as one dict in wire order and packed by a single msgspec call, in a function generated per
+class (:mod:`rtrun._codec_gen`; same bytes: a dict's pairs are written in insertion order). Its
+checks only accept exact, already-valid values; anything else falls back to the segment path
+above, which converts or raises the same errors as before. This more than halves the
+per-message cost of a 6-joint state (see ``benchmarks/_codec_bench.py``).
 
 *Decode* first tries the compiled path (:mod:`rtrun._codec_fast`, switch: :data:`FAST_DECODE`):
 msgspec parses and type-checks the body against a mirror of the class in C, about twice as fast

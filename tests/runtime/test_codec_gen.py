@@ -97,7 +97,7 @@ def test_flat_encode_writes_the_segment_paths_bytes(tag: str) -> None:
     @given(msg=message_strategy(cls))
     def same_bytes(msg: Message) -> None:
         flat = pack_flat(msg)
-        if flat is not None:  # (None: a non-native dtype, a strided array, ...)
+        if flat is not None:  # (None: an array over PACK_ARRAY_MAX, a non-native dtype, ...)
             assert flat == segment_path(msg)
 
     try:
@@ -121,7 +121,7 @@ def test_flat_encode_writes_the_segment_paths_bytes(tag: str) -> None:
 def test_flat_encode_boundaries_match_the_segment_path(
     count: int, ratio: float, name: str, blob: bytes, n: int, dtype: str, maybe: bool
 ) -> None:
-    """Integer, string and bin size classes (bin 8/16/32 for both bytes and arrays)."""
+    """Integer, string and bin size classes, and array sizes around PACK_ARRAY_MAX."""
     arr = np.arange(n).astype(dtype)
     msg = Flat(
         count=count,
@@ -136,7 +136,8 @@ def test_flat_encode_boundaries_match_the_segment_path(
         limits={name: ratio},
     )
     flat = _codec_of(Flat).pack_flat(msg)
-    assert flat is not None and flat == segment_path(msg)
+    assert flat is None or flat == segment_path(msg)
+    assert (flat is not None) is (arr.nbytes <= _codec_gen.PACK_ARRAY_MAX)
     assert encode(msg) == segment_path(msg)
 
 
