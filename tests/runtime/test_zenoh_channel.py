@@ -166,6 +166,48 @@ async def test_sparse_sends_are_never_held_back(sessions: tuple[ZenohSession, Ze
     assert [(t, seq) for t, seq, _ in tap.samples if t in (1, 6)] == [(1, i) for i in range(5)]
 
 
+async def test_competing_receive_clones_share_the_items_once(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
+    """Receiving tasks on clones of one port wait their turn to park on the bridge: every item
+    goes to exactly one of them, a waiter cancelled while queued disturbs nobody, and all of
+    them see the end of the stream."""
+    a, b, _ = sessions
+    key = unique_key()
+    got: dict[str, list[int]] = {"one": [], "two": []}
+    with (
+        open_zenoh_receiver(b, key, 64, "block", message_type=ZPose) as rx,
+        open_zenoh_sender(a, key, policy="block") as tx,
+    ):
+        await _connected(tx, rx)
+
+        async def consume(name: str, port: object) -> None:
+            async for msg in port:  # type: ignore[attr-defined]
+                got[name].append(msg.seq)
+                await anyio.sleep(0)  # let the other clone take a turn
+
+        async def cancelled_waiter(port: object) -> None:
+            with anyio.move_on_after(0.05):
+                await port.receive()  # type: ignore[attr-defined]
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                clone, spare = rx.clone(), rx.clone()
+                tg.start_soon(consume, "one", rx)
+                tg.start_soon(consume, "two", clone)
+                tg.start_soon(cancelled_waiter, spare)
+                await anyio.sleep(0.1)  # all three queued: one parked, two waiting their turn
+                for i in range(200):
+                    await tx.send(pose(i))
+                    if i % 50 == 0:
+                        await anyio.sleep(0.01)  # sparse stretches as well as bursts
+                await tx.aclose()
+            spare.close()
+            clone.close()
+    assert sorted(got["one"] + got["two"]) == list(range(200))
+    assert got["one"] == sorted(got["one"]) and got["two"] == sorted(got["two"])
+
+
 async def test_wrong_message_class_is_dropped_and_counted(
     sessions: tuple[ZenohSession, ZenohSession, str],
 ) -> None:
