@@ -8,6 +8,7 @@ import struct
 from collections.abc import Iterator
 
 import anyio
+import anyio.lowlevel
 import msgpack
 import numpy as np
 import pytest
@@ -184,7 +185,7 @@ async def test_competing_receive_clones_share_the_items_once(
         async def consume(name: str, port: object) -> None:
             async for msg in port:  # type: ignore[attr-defined]
                 got[name].append(msg.seq)
-                await anyio.sleep(0)  # let the other clone take a turn
+                await anyio.lowlevel.checkpoint()  # let the other clone take a turn
 
         async def cancelled_waiter(port: object) -> None:
             with anyio.move_on_after(0.05):
