@@ -7,8 +7,9 @@ task never publishes); with the cold cache a sparse control message meets, that 
 
 :func:`cancel_maybe_pending` answers the same question with a plain function call: ``False``
 only when the current task is certainly not inside a cancelled (unshielded) scope, which is
-the common case; callers then skip the check, else they await :func:`checkpoint_if_cancelled`,
-which raises the cancellation exactly as anyio does. The library is identified as sniffio does
+the common case; callers then skip the check, else they await anyio's
+:func:`~anyio.lowlevel.checkpoint_if_cancelled`, which raises the cancellation as always. The
+library is identified as sniffio does
 (its thread-local name -- trio sets it -- then its context variable, set by bridges between
 libraries, else "asyncio" if an asyncio loop runs in this thread; without sniffio installed,
 anyio assumes the same). On asyncio the scope walk reads anyio's task state directly: the
@@ -22,17 +23,14 @@ from __future__ import annotations
 
 import weakref
 from asyncio import _get_running_loop, current_task
-from collections.abc import Awaitable
 from typing import Any
-
-import anyio.lowlevel
 
 try:
     import sniffio
 except ImportError:  # pragma: no cover - optional for anyio; trio (tests) brings it
     sniffio = None  # type: ignore[assignment]
 
-__all__ = ["cancel_maybe_pending", "checkpoint_if_cancelled"]
+__all__ = ["cancel_maybe_pending"]
 
 _thread = None if sniffio is None else sniffio.thread_local
 _cvar = None if sniffio is None else sniffio.current_async_library_cvar
@@ -82,9 +80,3 @@ def cancel_maybe_pending() -> bool:
             return False
         scope = scope._parent_scope
     return False
-
-
-def checkpoint_if_cancelled() -> Awaitable[None]:
-    """:func:`anyio.lowlevel.checkpoint_if_cancelled` (raises the pending cancellation, if any,
-    else returns without yielding); await the result."""
-    return anyio.lowlevel.checkpoint_if_cancelled()

@@ -11,12 +11,12 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
-from anyio.lowlevel import checkpoint
+from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._bridge import ThreadBridge
 from ._channel import ChannelStatistics, Policy
 from ._errors import TransportError
-from ._lowlevel import cancel_maybe_pending, checkpoint_if_cancelled
+from ._lowlevel import cancel_maybe_pending
 from ._wire import (
     CreditBody,
     Header,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import anyio
 import pytest
 import sniffio
+from anyio.lowlevel import checkpoint_if_cancelled
 from rtrun import _lowlevel
-from rtrun._lowlevel import cancel_maybe_pending, checkpoint_if_cancelled
+from rtrun._lowlevel import cancel_maybe_pending
 
 pytestmark = pytest.mark.anyio
 
