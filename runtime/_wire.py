@@ -53,6 +53,7 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import msgspec
 
@@ -61,6 +62,7 @@ from ._errors import RtrunError
 __all__ = [
     "HEADER_SCHEMA_VERSION",
     "HEADER_SIZE",
+    "HEADER_STRUCT",
     "KEY_ROOT",
     "MAX_SEGMENT_LEN",
     "CreditBody",
@@ -94,6 +96,9 @@ __all__ = [
 _HEADER = struct.Struct("<HBQIqI")
 _BATCH_ENCODER = msgspec.msgpack.Encoder()
 _BATCH_DECODER = msgspec.msgpack.Decoder(list[bytes])
+HEADER_STRUCT: Final = _HEADER
+"""The header's ``struct.Struct``, for the hot paths that pack/unpack plain tuples directly (no
+field checks: :func:`pack_header_fields` / :func:`unpack_header_fields` do those)."""
 HEADER_SIZE = _HEADER.size
 """27 bytes: the packed size of the attachment header (checked at import below)."""
 assert HEADER_SIZE == 27, "the attachment header layout is a public wire contract"

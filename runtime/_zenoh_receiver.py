@@ -7,7 +7,6 @@ bridge lock. Everything else runs in the event loop.
 from __future__ import annotations
 
 import secrets
-import struct
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from ._errors import DecodeError, TransportError
 from ._wire import (
     HEADER_SCHEMA_VERSION,
     HEADER_SIZE,
+    HEADER_STRUCT,
     CreditBody,
     Header,
     HeaderError,
@@ -78,7 +78,7 @@ most this many items later -- the same as asyncio's own queues, which never yiel
 Item = tuple[int, HeaderFields, Any]  # (sequence id, header fields, decoded item)
 _DATA: Final = int(MessageType.DATA)
 _EOS: Final = int(MessageType.END_OF_STREAM)
-_HEADER_UNPACK: Final = struct.Struct("<HBQIqI").unpack  # (== _wire's header layout)
+_HEADER_UNPACK: Final = HEADER_STRUCT.unpack
 _BATCH: Final = int(MessageType.DATA_BATCH)
 
 

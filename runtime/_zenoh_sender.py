@@ -15,9 +15,13 @@ from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._bridge import ThreadBridge
 from ._channel import ChannelStatistics, Policy
+from ._codec import encode as kernel_encode
+from ._codec import flat_encoder
 from ._errors import TransportError
 from ._lowlevel import cancel_maybe_pending
 from ._wire import (
+    HEADER_SCHEMA_VERSION,
+    HEADER_STRUCT,
     CreditBody,
     Header,
     HeaderError,
@@ -26,7 +30,6 @@ from ._wire import (
     credit_key,
     id_from_token_key,
     pack_batch,
-    pack_header_fields,
     receiver_token_pattern,
     sender_token_key,
     unpack_credit,
@@ -48,6 +51,8 @@ __all__ = ["ZenohSendPort", "open_zenoh_sender"]
 
 T = TypeVar("T")
 _DATA = int(MessageType.DATA)
+_pack_header = HEADER_STRUCT.pack
+_now_ns = time.monotonic_ns
 _DATA_BATCH = int(MessageType.DATA_BATCH)
 
 SEND_BUDGET = 32
@@ -94,9 +99,13 @@ class _SenderCore:
     pending: list[bytes] = field(default_factory=list)  # bodies waiting for the window's end
     pending_bytes: int = 0
     send_budget: int = 0  # sends left before the next full checkpoint
+    epoch: int = 0  # the session's (fixed for its life)
+    flat_type: type | None = None  # the class flat_pack encodes (see encode_item)
+    flat_pack: Any = None
 
     def open(self) -> None:
         s, key = self.session, self.key
+        self.epoch = s.epoch
         self.publisher = s.declare_publisher(key, self.qos)
         # END_OF_STREAM rides the data lane (same priority, reliable) so it arrives after the
         # data; the BLOCK twin is used only from a worker thread by aclose() (see there).
@@ -143,9 +152,7 @@ class _SenderCore:
                 self.receivers.pop(rid, None)
                 self.closed_receivers.add(rid)
             elif header.message_type is MessageType.END_OF_STREAM_ACK:
-                self.eos_acked = self.eos_acked or (
-                    header.session_epoch == self.session.epoch and self.eos_sent
-                )
+                self.eos_acked = self.eos_acked or (header.session_epoch == self.epoch and self.eos_sent)
             elif header.message_type is MessageType.CREDIT and rid not in self.closed_receivers:
                 self._apply_credit_locked(header, body)
                 resend_eos = self.eos_sent and not self.eos_acked
@@ -161,7 +168,7 @@ class _SenderCore:
             return  # an older grant overtaken by a newer one
         grant.counter = header.sequence_id
         grant.window = body.capacity
-        if body.consumed == FRESH or header.session_epoch != self.session.epoch:
+        if body.consumed == FRESH or header.session_epoch != self.epoch:
             grant.consumed = self.seq if grant.consumed is None else grant.consumed
         else:
             grant.consumed = max(body.consumed, grant.consumed or 0)
@@ -186,8 +193,20 @@ class _SenderCore:
     # sparse message therefore never waits; a burst costs one Zenoh sample (one callback, one
     # GIL acquisition on the receiving side) per batch instead of per message. ``block``
     # channels never batch (credits are per message) and neither does a non-asyncio loop.
-    def publish_locked(self, item: Any) -> None:
-        body = self.codec.encode(item)
+    def encode_item(self, item: Any) -> bytes:
+        """``item``'s body. With the kernel codec, the flat encode of the last class seen is
+        cached here, so ``send`` can call it directly (one call layer instead of four; each
+        costs µs with a cold cache); anything it declines goes through ``codec.encode``."""
+        if type(item) is self.flat_type:
+            body = self.flat_pack(item)
+            if body is not None:
+                return body  # type: ignore[no-any-return]
+        elif self.codec.encode is kernel_encode:
+            pack = flat_encoder(type(item))
+            self.flat_type, self.flat_pack = (None, None) if pack is None else (type(item), pack)
+        return self.codec.encode(item)
+
+    def publish_locked(self, body: bytes) -> None:
         if self.window_open:
             self.pending.append(body)
             self.pending_bytes += len(body)
@@ -199,8 +218,8 @@ class _SenderCore:
             self._open_window()
 
     def _put(self, mtype: int, body: bytes, count: int) -> None:
-        attachment = pack_header_fields(
-            mtype, self.seq, self.episode_id, time.monotonic_ns(), self.session.epoch
+        attachment = _pack_header(  # (every field is in range: set_episode checks the only free one)
+            HEADER_SCHEMA_VERSION, mtype, self.seq, self.episode_id, _now_ns(), self.epoch
         )
         try:
             self.publisher.put(body, attachment)
@@ -236,9 +255,7 @@ class _SenderCore:
     def _publish_eos(self, *, blocking: bool = False) -> None:
         """Publish END_OF_STREAM; ``blocking`` (worker threads only) waits for TX queue room."""
         with self.bridge.lock:
-            attachment = header_bytes(
-                MessageType.END_OF_STREAM, self.seq, self.session.epoch, self.episode_id
-            )
+            attachment = header_bytes(MessageType.END_OF_STREAM, self.seq, self.epoch, self.episode_id)
         publisher = self.eos_block_publisher if blocking else self.eos_publisher
         try:
             publisher.put(b"", attachment)
@@ -303,7 +320,7 @@ class ZenohSendPort(PortBase, Generic[T]):
                 raise BrokenResourceError
             if core.policy == "block" and not core.has_credit_locked():
                 raise WouldBlock
-            core.publish_locked(item)
+            core.publish_locked(core.encode_item(item))
 
     async def send(self, item: T) -> None:
         """Publish ``item``; with ``block`` wait for the receiver's credit. Always a cancellation
@@ -322,12 +339,21 @@ class ZenohSendPort(PortBase, Generic[T]):
         else:
             await checkpoint()
             core.send_budget = SEND_BUDGET
+        if core.policy != "block":  # never waits: send_nowait, inlined (the hot path)
+            if self._closed:
+                raise ClosedResourceError
+            if type(item) is not core.flat_type or (body := core.flat_pack(item)) is None:
+                body = core.encode_item(item)
+            with core.bridge.lock:
+                if core.closed_receivers and core.broken_locked():
+                    raise BrokenResourceError
+                core.publish_locked(body)
+            return
         try:
             self.send_nowait(item)
             return
         except WouldBlock:
             pass
-        core = self._core
         if core.wait_lock is None:
             core.wait_lock = anyio.Lock()
         async with core.wait_lock:
@@ -353,6 +379,10 @@ class ZenohSendPort(PortBase, Generic[T]):
 
     def set_episode(self, episode_id: int) -> None:
         """Stamp later messages with ``episode_id`` (u32) in the header."""
+        if type(episode_id) is not int or not 0 <= episode_id <= 0xFFFF_FFFF:
+            raise ValueError(
+                f"episode_id must be an int in [0, 2**32 - 1] (a u32 header field), got {episode_id!r}"
+            )
         with self._core.bridge.lock:
             self._core.flush_locked()  # a batch carries one episode id
             self._core.episode_id = episode_id

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 from numpy.typing import NDArray
-from rtrun import _codec_fast, _codec_gen
+from rtrun import _codec_fast, _codec_gen, _gen
 from rtrun._codec import decode, decoder_for, encode
 from rtrun._codec_ops import _codec_of
 from rtrun._codec_wire import _packer
@@ -162,14 +162,30 @@ def test_flat_encode_declines_what_it_does_not_accept_exactly(value: object) -> 
     assert _codec_of(Flat).pack_flat(msg) is None
 
 
-def test_flat_encode_declines_big_endian_strided_and_pinned_mismatch() -> None:
+def test_flat_encode_declines_big_endian_and_pinned_mismatch() -> None:
     base = {"count": 1, "ratio": 1.0, "name": "", "blob": b"", "flag": False}
     pack_flat = _codec_of(Flat).pack_flat
     ok = np.zeros(3, np.float32)
     assert pack_flat(Flat(**base, joints=ok, any_array=ok)) is not None
     assert pack_flat(Flat(**base, joints=ok, any_array=np.zeros(3, ">f4"))) is None
-    assert pack_flat(Flat(**base, joints=ok, any_array=np.zeros(6, np.float32)[::2])) is None
     assert pack_flat(Flat(**base, joints=np.zeros(3, np.float64), any_array=ok)) is None
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(6, dtype=np.float32)[::2],  # strided
+        np.arange(12, dtype=np.int16).reshape(3, 4).T,  # Fortran order
+        np.arange(12, dtype=np.uint8).reshape(3, 4)[:, 1:3],  # a non-contiguous 2-D slice
+    ],
+)
+def test_flat_encode_writes_any_layout_in_c_order_as_the_segment_path(array: np.ndarray) -> None:
+    msg = Flat(
+        count=1, ratio=1.0, name="", blob=b"", flag=False, joints=np.zeros(3, np.float32), any_array=array
+    )
+    wire = _codec_of(Flat).pack_flat(msg)
+    assert wire is not None and wire == segment_path(msg)
+    np.testing.assert_array_equal(decode(wire, expected=Flat).any_array, array)
 
 
 def decode_compiled(wire: bytes, cls: type[Message]) -> Message | None:
@@ -233,9 +249,9 @@ def test_generated_decode_declines_a_repeated_key() -> None:
 
 def test_generated_source_only_takes_identifiers() -> None:
     with pytest.raises(TypeError, match="not an identifier"):
-        _codec_gen._source_name("x): import os; (")
+        _gen.source_name("x): import os; (")
     with pytest.raises(TypeError, match="not an identifier"):
-        _codec_gen._source_name("class")
+        _gen.source_name("class")
 
 
 def outcome(fn: Any, wire: bytes) -> object:
