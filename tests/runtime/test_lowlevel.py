@@ -79,3 +79,40 @@ async def test_does_not_yield_when_not_cancelled() -> None:
 
 def test_outside_any_event_loop_the_answer_is_maybe() -> None:
     assert cancel_maybe_pending()
+
+
+async def test_the_per_task_cache_follows_tasks_and_later_cancels() -> None:
+    """The last task's anyio state is cached: another task, a later cancel of a scope the cached
+    task is in, and a task whose state anyio creates after a first call are all seen."""
+    flags: dict[str, bool] = {}
+
+    async def probe(name: str, cancel_first: bool) -> None:
+        with anyio.CancelScope() as scope:
+            flags[f"{name}-before"] = cancel_maybe_pending()
+            await anyio.lowlevel.checkpoint()  # (the other task looks up in between)
+            if cancel_first:
+                scope.cancel()
+            flags[f"{name}-after"] = cancel_maybe_pending()
+            await guarded_check()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(probe, "a", False)
+        tg.start_soon(probe, "b", True)
+    if on_asyncio():
+        assert flags == {"a-before": False, "b-before": False, "a-after": False, "b-after": True}
+    else:
+        assert all(flags.values())  # trio: always "maybe"
+
+
+def test_a_task_without_anyio_state_then_with_it() -> None:
+    import asyncio
+
+    async def main() -> list[bool]:
+        answers = [cancel_maybe_pending()]  # a plain asyncio task: no anyio state (yet)
+        with anyio.CancelScope() as scope:  # anyio creates this task's state here
+            scope.cancel()
+            answers.append(cancel_maybe_pending())
+            await checkpoint_if_cancelled()
+        return answers
+
+    assert asyncio.run(main()) == [False, True]
