@@ -57,14 +57,6 @@ def _anyio_task_states() -> dict[Any, Any] | None:
 _STATES = _anyio_task_states()
 
 
-def _on_asyncio() -> bool:
-    """Whether sniffio would name "asyncio" for the current task (see the module docstring)."""
-    name = None if _thread is None else _thread.name
-    if name is None and _cvar is not None:
-        name = _cvar.get()
-    return name == "asyncio" or (name is None and _get_running_loop() is not None)
-
-
 def _no_task() -> None:
     return None
 
@@ -80,9 +72,13 @@ safe with event loops in several threads."""
 def cancel_maybe_pending() -> bool:
     """``False`` only if the current task is certainly not in a cancelled, unshielded scope."""
     global _last
-    if _STATES is None or not _on_asyncio():
+    name = None if _thread is None else _thread.name  # the library, as sniffio names it
+    if name is None and _cvar is not None:
+        name = _cvar.get()
+    loop = _get_running_loop() if (name is None or name == "asyncio") and _STATES is not None else None
+    if loop is None:  # not asyncio, or anyio's internals not recognized
         return True
-    task = current_task()
+    task = current_task(loop)  # (given the loop: one lookup of it, not two; ~2 µs cold)
     if task is None:
         return True
     last_task, state = _last
