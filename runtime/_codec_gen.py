@@ -12,18 +12,17 @@ first use:
     with one msgspec call. msgspec writes a dict's pairs in insertion order with the smallest
     msgpack representation of each value, exactly as the general path's ``msgpack.Packer``
     does, so the bytes are identical (the tests compare). The checks only *accept* (exact types,
-    in-range ints, little-endian arrays of an allowed dtype, in any memory layout (``tobytes()`` writes C
-    order, as the general path converts), up to
-    :data:`PACK_ARRAY_MAX` bytes): ``None`` sends anything else down the general path, which
-    converts it or raises the precise error.
+    in-range ints, little-endian arrays of an allowed dtype up to :data:`PACK_ARRAY_MAX` bytes,
+    in any memory layout: ``tobytes()`` writes C order, as the general path converts): ``None``
+    sends anything else down the general path, which converts it or raises the precise error.
 
 ``build(mirror, count=-1) -> Message``
     The last step of the compiled decode (:mod:`rtrun._codec_fast`): from msgspec's mirror struct
-    to the message. One-dimensional arrays become read-only views of the body inline (``np.ndarray`` over
-    the buffer, as ``np.frombuffer`` but cheaper);
-    other conversions call the field's closure. ``count`` (the top-level map's entry count) must
-    equal the keys present, else a key was repeated. When the class keeps the ``__init__``
-    :mod:`dataclasses` generated, the message is built as that ``__init__`` would -- each slot
+    to the message. One-dimensional arrays become read-only views of the body inline
+    (``np.ndarray`` over the buffer: what ``np.frombuffer`` makes, ~1.5 µs cheaper cold); other
+    conversions call the field's closure. ``count`` (the top-level map's entry count) must
+    equal the keys present, else a key was repeated. When the class has no ``__init__`` of its
+    own (the decorator generated one), the message is built as that ``__init__`` would -- each slot
     set, absent optional fields given their default, then ``__post_init__`` if the class has
     one -- minus the call and keyword parsing; a class with its own ``__init__`` is called.
     Anything not accepted raises ``_Reject`` and the general decoder decides.
@@ -157,7 +156,7 @@ class BuildField:
 
 
 def _plain_init(cls: type) -> bool:
-    """True if ``cls.__init__`` is the one dataclasses generated and construction is plain."""
+    """True if ``cls.__init__`` was generated (not the class's own) and construction is plain."""
     return (
         cls.__dict__.get("__rtrun_generated_init__", False)
         and cls.__new__ is object.__new__

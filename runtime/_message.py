@@ -30,6 +30,10 @@ Decisions where the brief is silent (recorded here on purpose):
   validates every field on :func:`~rtrun.encode` (``EncodeError`` naming the field) and on
   :func:`~rtrun.decode` (``DecodeError("field_type")``). A message class may still define
   ``__post_init__`` for semantic checks; it runs on construction and on decode.
+- **A faster ``__init__``.** A frozen dataclass's ``__init__`` goes through
+  ``object.__setattr__`` per field; the decorator swaps in a generated twin that sets each slot
+  directly (same signature, defaults, factories, ``__post_init__`` and errors; see
+  :func:`_fast_init`). A class that defines its own ``__init__`` keeps it.
 - **Messages are final.** A class that subclasses an already-registered message is rejected: the
   tag identifies exactly one layout, and the decoder checks nested messages by exact class.
 - **Nested messages must be registered first**, hence recursive (self-referencing) messages are
