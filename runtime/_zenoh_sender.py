@@ -186,6 +186,18 @@ class _SenderCore:
             g.consumed is not None and self.seq < g.consumed + g.window for g in self.receivers.values()
         )
 
+    def encode_item(self, item: Any) -> bytes:
+        """``item``'s body. With the kernel codec, the flat encode of the last class seen is
+        cached here, so ``send`` can call it directly (one call layer instead of four; each
+        costs µs with a cold cache); anything it declines goes through ``codec.encode``."""
+        if type(item) is self.flat_type:
+            body = self.flat_pack(item)
+            return self.codec.encode(item) if body is None else body  # type: ignore[no-any-return]
+        if self.codec.encode is kernel_encode:
+            pack = flat_encoder(type(item))
+            self.flat_type, self.flat_pack = (None, None) if pack is None else (type(item), pack)
+        return self.codec.encode(item)
+
     # Batching (theory): the first message of an event-loop iteration is published at once
     # and opens a "window" that closes at the next iteration (``loop.call_soon``). Messages
     # published while it is open -- a burst of ``send_nowait`` -- wait in ``pending`` and go
@@ -193,19 +205,6 @@ class _SenderCore:
     # sparse message therefore never waits; a burst costs one Zenoh sample (one callback, one
     # GIL acquisition on the receiving side) per batch instead of per message. ``block``
     # channels never batch (credits are per message) and neither does a non-asyncio loop.
-    def encode_item(self, item: Any) -> bytes:
-        """``item``'s body. With the kernel codec, the flat encode of the last class seen is
-        cached here, so ``send`` can call it directly (one call layer instead of four; each
-        costs µs with a cold cache); anything it declines goes through ``codec.encode``."""
-        if type(item) is self.flat_type:
-            body = self.flat_pack(item)
-            if body is not None:
-                return body  # type: ignore[no-any-return]
-        elif self.codec.encode is kernel_encode:
-            pack = flat_encoder(type(item))
-            self.flat_type, self.flat_pack = (None, None) if pack is None else (type(item), pack)
-        return self.codec.encode(item)
-
     def publish_locked(self, body: bytes) -> None:
         if self.window_open:
             self.pending.append(body)
@@ -342,7 +341,11 @@ class ZenohSendPort(PortBase, Generic[T]):
         if core.policy != "block":  # never waits: send_nowait, inlined (the hot path)
             if self._closed:
                 raise ClosedResourceError
-            if type(item) is not core.flat_type or (body := core.flat_pack(item)) is None:
+            if type(item) is core.flat_type:  # encode_item's hit, inlined
+                body = core.flat_pack(item)
+                if body is None:  # declined: the general encode converts or raises
+                    body = core.codec.encode(item)
+            else:
                 body = core.encode_item(item)
             with core.bridge.lock:
                 if core.closed_receivers and core.broken_locked():

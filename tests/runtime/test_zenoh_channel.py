@@ -85,6 +85,39 @@ async def test_messages_roundtrip_with_header(sessions: tuple[ZenohSession, Zeno
         assert header.sequence_id == 19 and header.message_type is MessageType.DATA
 
 
+async def test_send_fast_path_mixed_classes_and_declined_values(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
+    """``send`` on a non-``block`` channel publishes inline with a per-class cached flat
+    encode: switching classes, a value the flat encode declines (an array over its size limit, a
+    strided one) and an invalid one (EncodeError, nothing sent) all behave as ``send_nowait``."""
+    a, b, _ = sessions
+    key = unique_key()
+    big = np.arange(5_000, dtype=np.float32)  # 20 KB: over the flat encode's limit
+    with (
+        open_zenoh_receiver(b, key, 64, "drop_newest") as rx,
+        open_zenoh_sender(a, key, policy="drop_newest") as tx,
+    ):
+        await _connected(tx, rx)
+        with pytest.raises(ValueError, match="u32"):
+            tx.set_episode(2**32)
+        tx.set_episode(3)
+        sent = [pose(1), ZOther(text="x"), pose(2), ZPose(seq=3, joints=big), ZPose(seq=4, joints=big[::2])]
+        for item in sent[:3]:
+            await tx.send(item)
+            await anyio.sleep(0.01)  # (paced: congestion "drop" may shed a back-to-back burst)
+        with pytest.raises(rtrun.EncodeError):
+            await tx.send(ZPose(seq="not an int", joints=big))  # type: ignore[arg-type]
+        for item in sent[3:]:
+            await tx.send(item)
+            await anyio.sleep(0.01)
+        with anyio.fail_after(10):
+            got = [await rx.receive() for _ in sent]
+        assert [rtrun.encode(g) for g in got] == [rtrun.encode(m) for m in sent]
+        assert rx.last_header is not None and rx.last_header.episode_id == 3
+        assert rx.statistics().dropped == {} and tx.statistics().sent == len(sent)
+
+
 class _RawTap:
     """A plain zenoh subscriber on a data key: records (message type, sequence id, body)."""
 
