@@ -51,9 +51,9 @@ __all__ = ["ZenohSendPort", "open_zenoh_sender"]
 
 T = TypeVar("T")
 _DATA = int(MessageType.DATA)
-_pack_header = HEADER_STRUCT.pack
-_now_ns = time.monotonic_ns
 _DATA_BATCH = int(MessageType.DATA_BATCH)
+_pack_header = HEADER_STRUCT.pack  # (the hot path's header: no per-field checks)
+_now_ns = time.monotonic_ns
 
 SEND_BUDGET = 32
 """``send`` calls that only check for cancellation before the next full checkpoint (yield)."""
