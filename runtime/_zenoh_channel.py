@@ -18,12 +18,14 @@ input (wrong header size/version/type, undecodable body, unknown tag, wrong mess
 dropped in the callback, counted per reason (``header_*``/``body_*`` in ``dropped``) and logged
 at most once per reason per :data:`LOG_INTERVAL_S`; the receiving actor never sees it.
 
-Batching. On asyncio, the first message a sender publishes in an event-loop iteration leaves at
-once; further ones published in the same iteration (a burst) are collected and leave at the end
-of the iteration as one DATA_BATCH sample (or as soon as 32 messages / 64 KB are pending), each
-message keeping its own sequence id (details: ``_zenoh_sender``). Sparse traffic is therefore
-never delayed, and a burst costs one Zenoh sample -- one callback and one GIL acquisition on the
-receiving side -- per batch. ``block`` channels never batch (their credits are per message).
+Batching. On asyncio, a message published less than 250 µs after the previous one (a burst,
+e.g. a loop of ``send_nowait``) is collected, with the rest of the burst, until the end of the
+event-loop iteration and leaves as one DATA_BATCH sample (or as soon as 32 messages / 64 KB are
+pending), each message keeping its own sequence id (details: ``_zenoh_sender``). The first
+message of a burst and every sparse one leave at once, with nothing scheduled after the ``put``
+(measured: that work delays the sample). Sparse traffic is therefore never delayed, and a burst
+costs one Zenoh sample -- one callback and one GIL acquisition on the receiving side -- per
+batch. ``block`` channels never batch (their credits are per message).
 
 Sequence gaps. Within one epoch, sequence ids arrive in order (one publisher, one priority lane).
 A jump from the expected id to a higher one counts the missing ones as ``sequence_gap`` drops; an

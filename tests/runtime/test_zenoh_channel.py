@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import struct
+import time
 from collections.abc import Iterator
 
 import anyio
@@ -198,6 +199,44 @@ async def test_sparse_sends_are_never_held_back(sessions: tuple[ZenohSession, Ze
                 await anyio.sleep(0.01)
     tap.close()
     assert [(t, seq) for t, seq, _ in tap.samples if t in (1, 6)] == [(1, i) for i in range(5)]
+
+
+async def test_only_a_burst_opens_a_batching_window(
+    sessions: tuple[ZenohSession, ZenohSession, str], anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sparse message is put with nothing scheduled after it (work right after a put delays
+    the sample); one following the previous within BURST_GAP_NS opens the window (asyncio)
+    and waits for the next loop iteration; a body of BATCH_MAX_BYTES or more never waits."""
+    import rtrun._zenoh_sender as sender_module
+
+    a, b, _ = sessions
+    key = unique_key()
+    tap = _RawTap(b, key)
+    monkeypatch.setattr(sender_module, "BURST_GAP_NS", 10**9)  # 1 s: a slow machine stays in a burst
+    with (
+        open_zenoh_receiver(b, key, 8, "drop_oldest", message_type=ZPose) as rx,
+        open_zenoh_sender(a, key, policy="drop_oldest") as tx,
+    ):
+        await _connected(tx, rx)
+        core = tx._core  # type: ignore[attr-defined]
+        core.last_publish_ns = time.monotonic_ns() - 2 * 10**9  # the previous message: 2 s ago
+        await tx.send(pose(0))
+        assert (core.seq, core.window_open) == (1, False)  # sparse: put, no window
+        tx.send_nowait(pose(1))  # right behind it: a burst
+        assert (core.seq, core.window_open) == (1, True) if anyio_backend_name == "asyncio" else (2, False)
+        assert tx.statistics().sent == 2
+        await anyio.lowlevel.checkpoint()  # the next iteration closes the window: published
+        assert (core.seq, core.window_open) == (2, False)
+        monkeypatch.setattr(sender_module, "BATCH_MAX_BYTES", 16)  # every ZPose body is "large"
+        tx.send_nowait(pose(2))
+        tx.send_nowait(pose(3))  # a burst, but large: published at once
+        assert (core.seq, core.window_open) == (4, False)
+        with anyio.fail_after(10):
+            assert [(await rx.receive()).seq for _ in range(4)] == [0, 1, 2, 3]
+            while len(tap.samples) < 4:
+                await anyio.sleep(0.01)
+    tap.close()
+    assert [(t, seq) for t, seq, _ in tap.samples][:4] == [(1, i) for i in range(4)]
 
 
 async def test_competing_receive_clones_share_the_items_once(
