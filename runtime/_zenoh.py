@@ -163,6 +163,18 @@ class Publisher:
             except _zenoh().ZError as exc:
                 raise TransportError(f"zenoh: put on {self.key!r} failed: {exc}") from exc
 
+    def unguarded_put(self) -> tuple[Callable[..., None], type[Exception]]:
+        """zenoh-python's own ``put`` of this publisher and the exception type it raises.
+
+        For an owner that serializes every use of this publisher itself (under its own lock,
+        never concurrently with :meth:`close`): it saves this wrapper's lock and call layer,
+        ~5 µs per put with the cold cache a sparse message meets. Call it as
+        ``put(payload, attachment=attachment)``; map the exception to :class:`TransportError`.
+        """
+        if self._pub is None:
+            raise TransportError(f"publisher on {self.key!r} is closed")
+        return self._pub.put, _zenoh().ZError
+
     def close(self) -> None:
         """Undeclare (idempotent; errors on an already closed session are ignored)."""
         with self._lock:

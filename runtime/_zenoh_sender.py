@@ -97,6 +97,8 @@ class _SenderCore:
     episode_id: int = 0
     resources: list[Any] = field(default_factory=list)
     publisher: Any = None
+    put: Any = None  # the data publisher's unguarded put (see open)
+    put_error: type[Exception] = Exception  # what it raises
     eos_publisher: Any = None
     eos_block_publisher: Any = None
     wait_lock: anyio.Lock | None = None
@@ -113,6 +115,9 @@ class _SenderCore:
         s, key = self.session, self.key
         self.epoch = s.epoch
         self.publisher = s.declare_publisher(key, self.qos)
+        # Only _put uses it, always under bridge.lock, and it is never closed before the
+        # session (see the design): its wrapper's lock is redundant on the hot path.
+        self.put, self.put_error = self.publisher.unguarded_put()
         # END_OF_STREAM rides the data lane (same priority, reliable) so it arrives after the
         # data; the BLOCK twin is used only from a worker thread by aclose() (see there).
         lane = {"reliability": "reliable", "priority": self.qos.priority, "express": self.qos.express}
@@ -237,9 +242,10 @@ class _SenderCore:
             HEADER_SCHEMA_VERSION, mtype, self.seq, self.episode_id, now, self.epoch
         )
         try:
-            self.publisher.put(body, attachment)
-        except TransportError as exc:
-            raise BrokenResourceError(f"zenoh put on {self.key!r} failed") from exc
+            self.put(body, attachment=attachment)
+        except self.put_error as exc:
+            self.last_publish_ns = 0  # the next message is no burst: its put reports the error
+            raise BrokenResourceError(f"zenoh put on {self.key!r} failed: {exc}") from exc
         self.seq += count
 
     def _open_window(self) -> bool:
@@ -256,10 +262,15 @@ class _SenderCore:
         """Loop callback at the next iteration: publish what the window collected."""
         with self.bridge.lock:
             self.window_open = False
-            try:
-                self.flush_locked()
-            except BrokenResourceError:  # the session is closing: nobody to tell but the log
-                log.warning("%s: %d batched message(s) not published", self.key, len(self.pending))
+            self.flush_or_log_locked()
+
+    def flush_or_log_locked(self) -> None:
+        """:meth:`flush_locked` for callers with nobody to raise to (a loop callback, closing)."""
+        count = len(self.pending)
+        try:
+            self.flush_locked()
+        except BrokenResourceError:  # the session is closing: nobody to tell but the log
+            log.warning("%s: %d batched message(s) not published", self.key, count)
 
     def flush_locked(self) -> None:
         """Publish the pending bodies (one DATA, or one DATA_BATCH) now."""
@@ -285,18 +296,12 @@ class _SenderCore:
             self.open_clones -= 1
             last = self.open_clones == 0
             if last:
-                self._flush_before_leaving_locked()
+                self.flush_or_log_locked()  # END_OF_STREAM counts them: they go first
                 self.eos_sent = True
             due = self.bridge.notify_locked()
         if due:
             self.bridge.wake()
         return last
-
-    def _flush_before_leaving_locked(self) -> None:
-        try:
-            self.flush_locked()  # END_OF_STREAM counts them: they go first
-        except BrokenResourceError:
-            log.warning("%s: %d batched message(s) not published", self.key, len(self.pending))
 
     def clone_closed(self) -> None:
         if self.release_clone():

@@ -239,6 +239,30 @@ async def test_only_a_burst_opens_a_batching_window(
     assert [(t, seq) for t, seq, _ in tap.samples][:4] == [(1, i) for i in range(4)]
 
 
+async def test_send_after_the_session_closed_is_broken(
+    anyio_backend_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once the sender's session is closed, ``send``/``send_nowait`` raise BrokenResourceError
+    (zenoh's error, mapped), also right after a failed one; a batch still pending when the
+    session closed is logged with its size; nothing unpublished counts as sent."""
+    with session_pair() as (a, _peer, _):
+        key = unique_key()
+        with open_zenoh_sender(a, key, policy="drop_oldest") as tx:
+            tx.send_nowait(pose(0))
+            tx.send_nowait(pose(1))  # a burst: batched on asyncio
+            a.close()
+            await anyio.lowlevel.checkpoint()  # the window closes: its put fails
+            published = 1 if anyio_backend_name == "asyncio" else 2  # (no batching off asyncio)
+            assert tx.statistics().sent == published
+            if anyio_backend_name == "asyncio":
+                assert "1 batched message(s) not published" in caplog.text
+            with pytest.raises(anyio.BrokenResourceError, match="zenoh put"):
+                await tx.send(pose(2))
+            with pytest.raises(anyio.BrokenResourceError, match="zenoh put"):
+                tx.send_nowait(pose(3))  # right behind a failed put: no burst, raised
+            assert tx.statistics().sent == published
+
+
 async def test_competing_receive_clones_share_the_items_once(
     sessions: tuple[ZenohSession, ZenohSession, str],
 ) -> None:
