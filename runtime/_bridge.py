@@ -105,12 +105,10 @@ class _Wakeup:
         """The descriptor the event loop polls for readability."""
         return self._read_fd
 
-    def signal(self) -> None:
-        """Make the descriptor readable (from any thread, never blocks)."""
-        try:
-            os.write(self._write_fd, _ONE)
-        except BlockingIOError:  # pragma: no cover - already readable: the wake is pending
-            pass
+    @property
+    def write_fd(self) -> int:
+        """The descriptor a wake-up writes to (:meth:`ThreadBridge.wake`; never blocks)."""
+        return self._write_fd
 
     def drain(self) -> None:
         """Make the descriptor unreadable again."""
@@ -126,6 +124,7 @@ class _Wakeup:
             os.close(self._write_fd)
 
 
+_write: Final = os.write
 _ONE: Final = (1).to_bytes(8, sys.byteorder)  # eventfd wants one native u64; a pipe takes any byte
 
 
@@ -146,6 +145,7 @@ class ThreadBridge:
         "_loop",
         "_parked",
         "_signalled",
+        "_wake_fd",
         "_wakeup",
         "lock",
         "wakeups",
@@ -157,6 +157,7 @@ class ThreadBridge:
         self.wakeups = 0
         """How many loop wake-ups were signalled (diagnostics)."""
         self._wakeup = _Wakeup()
+        self._wake_fd = self._wakeup.write_fd
         self._finalizer = weakref.finalize(self, self._wakeup.close)
         self._parked = False
         self._signalled = False
@@ -178,8 +179,13 @@ class ThreadBridge:
 
         Called *outside* :attr:`lock`: the write is a system call that releases the GIL, and
         doing it under the lock would let the woken loop thread run straight into the lock.
+        (The write is done here, not in a ``_Wakeup`` method: one call layer less for the
+        sparse sample's callback, which meets a cold cache.)
         """
-        self._wakeup.signal()
+        try:
+            _write(self._wake_fd, _ONE)
+        except BlockingIOError:  # pragma: no cover - already readable: the wake is pending
+            pass
 
     def notify(self) -> None:
         """Take :attr:`lock` and wake the parked loop task, if any (from any thread)."""

@@ -7,7 +7,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
 from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
@@ -228,8 +228,15 @@ class _SenderCore:
             and len(body) < BATCH_MAX_BYTES
             and self.policy != "block"
             and self._open_window()
-        ):
-            self._put(_DATA, body, 1, now)
+        ):  # published at once: _put, inlined (one call layer less on the sparse path)
+            attachment = _pack_header(
+                HEADER_SCHEMA_VERSION, _DATA, self.seq, self.episode_id, now, self.epoch
+            )
+            try:
+                self.put(body, attachment=attachment)
+            except self.put_error as exc:
+                self._put_failed(exc)
+            self.seq += 1
             return
         self.pending.append(body)
         self.pending_bytes += len(body)
@@ -244,9 +251,12 @@ class _SenderCore:
         try:
             self.put(body, attachment=attachment)
         except self.put_error as exc:
-            self.last_publish_ns = 0  # the next message is no burst: its put reports the error
-            raise BrokenResourceError(f"zenoh put on {self.key!r} failed: {exc}") from exc
+            self._put_failed(exc)
         self.seq += count
+
+    def _put_failed(self, exc: Exception) -> NoReturn:
+        self.last_publish_ns = 0  # the next message is no burst: its put reports the error
+        raise BrokenResourceError(f"zenoh put on {self.key!r} failed: {exc}") from exc
 
     def _open_window(self) -> bool:
         """Open the batching window until the next loop iteration; False off asyncio."""

@@ -116,3 +116,25 @@ def test_a_task_without_anyio_state_then_with_it() -> None:
         return answers
 
     assert asyncio.run(main()) == [False, True]
+
+
+def test_the_task_lookup_agrees_with_asyncio() -> None:
+    """The direct task lookup returns what asyncio.current_task does, in and between tasks."""
+    import asyncio
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert _lowlevel._task_of(loop) is asyncio.current_task() is not None
+
+        async def lookup() -> object:
+            return _lowlevel._task_of(loop)
+
+        other = asyncio.ensure_future(lookup())
+        assert await other is other  # inside the other task: that task
+
+    asyncio.run(main())
+    loop = asyncio.new_event_loop()
+    try:
+        assert _lowlevel._task_of(loop) is None  # no task running on it
+    finally:
+        loop.close()

@@ -139,7 +139,7 @@ async def test_a_burst_goes_out_in_batches_and_arrives_whole_in_order(
     sessions: tuple[ZenohSession, ZenohSession, str], anyio_backend_name: str
 ) -> None:
     """send_nowait x100 within one loop iteration: on asyncio the first message leaves alone,
-    the rest as DATA_BATCH samples of <= BATCH_MAX_MESSAGES; the receiver gets all 100 in
+    the rest mostly as DATA_BATCH samples of <= BATCH_MAX_MESSAGES; the receiver gets all 100 in
     order with per-message sequence ids, and a batch body is a msgpack array of DATA bodies."""
     from rtrun._zenoh_sender import BATCH_MAX_MESSAGES
 
@@ -171,10 +171,13 @@ async def test_a_burst_goes_out_in_batches_and_arrives_whole_in_order(
     if anyio_backend_name != "asyncio":  # no batching off asyncio: one sample per message
         assert [t for t, _, _ in data] == [1] * 100
         return
-    assert data[0][:2] == (1, 0)  # the first message of the iteration is not held back
+    assert data[0][:2] == (1, 0)  # the first message of the burst is not held back
     batches = [(seq, msgpack.unpackb(body)) for t, seq, body in data if t == 6]
     assert batches and all(2 <= len(b) <= BATCH_MAX_MESSAGES for _, b in batches)
-    seqs = [0] + [seq + i for seq, bodies in batches for i in range(len(bodies))]
+    # Once open, the window holds the rest of the iteration; a slow first put may leave the
+    # second message alone too (the burst rule measures the gap between publishes).
+    assert sum(t == 1 for t, _, _ in data) <= 2
+    seqs = [seq + i for t, seq, body in data for i in range(1 if t == 1 else len(msgpack.unpackb(body)))]
     assert seqs == list(range(100))  # ids are consecutive across samples
     first_seq, bodies = batches[0]
     assert rtrun.decode(bodies[0]).seq == first_seq  # each element is a plain DATA body
