@@ -82,7 +82,7 @@ _HEADER_UNPACK: Final = HEADER_STRUCT.unpack
 _BATCH: Final = int(MessageType.DATA_BATCH)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _ReceiverCore:
     session: ZenohSession
     key: str

@@ -71,14 +71,14 @@ Misjudging either way only costs batching efficiency, never order or delivery.""
 # -----------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Grant:
     consumed: int | None = None  # None: no credit yet
     window: int = 0
     counter: int = -1
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _SenderCore:
     session: ZenohSession
     key: str
