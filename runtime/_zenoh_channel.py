@@ -75,7 +75,9 @@ and at least every :data:`~rtrun._zenoh_receiver.RECEIVE_BUDGET` items taken str
 buffer (a cooperative budget, as Tokio's): a consumer of a busy channel cannot starve the loop,
 and a burst is drained without a loop round trip (and a GIL hand-off to the Zenoh thread) per
 item. ``send`` yields *before* publishing: yielding after ``put`` was measured to delay the
-sample (the loop's work competes with Zenoh's transmit thread on a small machine). The bridge's descriptor write happens after the
+sample (the loop's work competes with Zenoh's transmit thread on a small machine); after a put
+that published at once, the sending thread only yields its CPU (``os.sched_yield``, measured
+to let the transmit thread send sooner: see ``_zenoh_sender.yield_to_transmit``). The bridge's descriptor write happens after the
 lock is released (it drops the GIL; under the lock the woken loop would run into the lock).
 
 Decisions: samples are not authenticated (use Zenoh TLS/ACLs); header timestamps are the

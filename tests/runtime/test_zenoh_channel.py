@@ -208,14 +208,17 @@ async def test_only_a_burst_opens_a_batching_window(
     sessions: tuple[ZenohSession, ZenohSession, str], anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sparse message is put with nothing scheduled after it (work right after a put delays
-    the sample); one following the previous within BURST_GAP_NS opens the window (asyncio)
-    and waits for the next loop iteration; a body of BATCH_MAX_BYTES or more never waits."""
+    the sample), then the CPU is yielded once; one following the previous within BURST_GAP_NS
+    opens the window (asyncio) and waits for the next loop iteration; a body of
+    BATCH_MAX_BYTES or more never waits."""
     import rtrun._zenoh_sender as sender_module
 
     a, b, _ = sessions
     key = unique_key()
     tap = _RawTap(b, key)
     monkeypatch.setattr(sender_module, "BURST_GAP_NS", 10**9)  # 1 s: a slow machine stays in a burst
+    yields: list[int] = []
+    monkeypatch.setattr(sender_module, "yield_to_transmit", lambda: yields.append(core.seq))
     with (
         open_zenoh_receiver(b, key, 8, "drop_oldest", message_type=ZPose) as rx,
         open_zenoh_sender(a, key, policy="drop_oldest") as tx,
@@ -234,6 +237,8 @@ async def test_only_a_burst_opens_a_batching_window(
         tx.send_nowait(pose(2))
         tx.send_nowait(pose(3))  # a burst, but large: published at once
         assert (core.seq, core.window_open) == (4, False)
+        # the CPU is yielded after each put that published at once, never for a batch
+        assert yields == ([1, 3, 4] if anyio_backend_name == "asyncio" else [1, 2, 3, 4])
         with anyio.fail_after(10):
             assert [(await rx.receive()).seq for _ in range(4)] == [0, 1, 2, 3]
             while len(tap.samples) < 4:
