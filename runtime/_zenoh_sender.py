@@ -234,7 +234,7 @@ class _SenderCore:
     # - nothing is scheduled after such a put (scheduling the window callback after every
     #   put cost 15-30 µs of one-way latency at 64 B / 4 KB on the 2-core development VM);
     # - the port yields the CPU once (``os.sched_yield``, after releasing the lock; see
-    #   :func:`yield_to_transmit`).
+    #   :data:`yield_to_transmit`).
     def publish_locked(self, body: bytes) -> bool:
         """Publish ``body`` now or add it to the open batch; True if it was put at once."""
         now = _now_ns()
