@@ -44,7 +44,6 @@ import json
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,7 @@ from ._dataset_layout import (
 )
 from ._dataset_stats import aggregate_stats, stats_to_json, vector_stats
 from ._dataset_video import StreamingEncoder, VideoOptions, concat_videos, probe_video
+from ._dataset_writer_state import EpisodeBuffer, EpisodeSummary, FileSlot, WriterStatistics
 
 __all__ = ["DatasetWriter", "EpisodeSummary", "WriterStatistics"]
 
@@ -68,75 +68,6 @@ ENCODER_QUEUE_SIZE = 30
 ``encoder_queue_maxsize`` default)."""
 
 _MIB = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EpisodeSummary:
-    """What :meth:`DatasetWriter.save_episode` wrote."""
-
-    episode_index: int
-    """Index of the saved episode."""
-    length: int
-    """Frames (rows) written."""
-    tasks: tuple[str, ...]
-    """Task strings used in the episode, in order of first use."""
-    dropped_frames: int
-    """Rows refused because an encoder queue was full (the episode is marked with this count)."""
-    dataset_from_index: int
-    """Global index of the first row."""
-    data_file: str
-    """Data parquet holding the rows, relative to the dataset root."""
-    video_files: dict[str, str]
-    """Per video key, the mp4 holding the frames, relative to the dataset root."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WriterStatistics:
-    """Snapshot for dashboards (``statistics()``)."""
-
-    episodes: int
-    """Episodes in the dataset."""
-    frames: int
-    """Rows in the dataset."""
-    recording: int | None
-    """Index of the episode being recorded, or None."""
-    episode_frames: int
-    """Rows accepted in the current episode."""
-    episode_dropped: int
-    """Rows dropped in the current episode."""
-    queue_depths: dict[str, int] = field(default_factory=dict)
-    """Images waiting per camera encoder."""
-
-
-@dataclass(slots=True)
-class _Slot:
-    """The (chunk, file) a stream of episodes is appended to; ``count`` rows/frames so far."""
-
-    chunk: int
-    file: int
-    count: int = 0  # 0: the file does not exist yet
-
-    def rel(self, template: str, **kw: Any) -> str:
-        return template.format(chunk_index=self.chunk, file_index=self.file, **kw)
-
-    def advance(self, chunks_size: int) -> None:
-        self.chunk, self.file = layout.next_file(self.chunk, self.file, chunks_size)
-        self.count = 0
-
-
-@dataclass(slots=True)
-class _Episode:
-    index: int
-    task: str
-    tasks: list[str]
-    encoders: dict[str, StreamingEncoder]
-    rows: dict[str, list[np.ndarray]]
-    task_ids: list[int] = field(default_factory=list)
-    dropped: int = 0
-
-    @property
-    def frames(self) -> int:
-        return len(self.task_ids)
 
 
 class DatasetWriter:
@@ -156,11 +87,11 @@ class DatasetWriter:
         self._fps = int(info["fps"])
         self._tasks: dict[str, int] = kw.pop("tasks", {})
         self._stats: dict[str, dict[str, np.ndarray]] = kw.pop("stats", {})
-        self._episodes = _Slot(*kw.pop("episodes_slot", (0, 0)))
-        self._data = _Slot(*kw.pop("data_slot", (0, 0)))
+        self._episodes = FileSlot(*kw.pop("episodes_slot", (0, 0)))
+        self._data = FileSlot(*kw.pop("data_slot", (0, 0)))
         video_slots: dict[str, tuple[int, int]] = kw.pop("video_slots", {})
-        self._video_slots = {k: _Slot(*video_slots.get(k, (0, 0))) for k in self._videos}
-        self._episode: _Episode | None = None
+        self._video_slots = {k: FileSlot(*video_slots.get(k, (0, 0))) for k in self._videos}
+        self._episode: EpisodeBuffer | None = None
         self._closed = False
         self._broken = False
 
@@ -311,7 +242,7 @@ class DatasetWriter:
             shutil.rmtree(ep_dir, ignore_errors=True)
             raise
         rows: dict[str, list[np.ndarray]] = {k: [] for k in self._features if k not in encoders}
-        self._episode = _Episode(index=index, task=task, tasks=[task], encoders=encoders, rows=rows)
+        self._episode = EpisodeBuffer(index=index, task=task, tasks=[task], encoders=encoders, rows=rows)
         return index
 
     def set_task(self, task: str) -> None:
@@ -404,7 +335,7 @@ class DatasetWriter:
                 "(DatasetWriter.open rolls the commit forward)"
             )
 
-    def _require_episode(self) -> _Episode:
+    def _require_episode(self) -> EpisodeBuffer:
         self._check_open()
         if self._episode is None:
             raise EpisodeStateError("no episode is recording; call start_episode(task) first")
@@ -445,7 +376,7 @@ class DatasetWriter:
             out[key] = np.ascontiguousarray(image) if not image.flags.writeable else image.copy()
         return out
 
-    def _save(self, ep: _Episode) -> EpisodeSummary:
+    def _save(self, ep: EpisodeBuffer) -> EpisodeSummary:
         counts = {}
         for key, enc in ep.encoders.items():
             try:
@@ -488,7 +419,7 @@ class DatasetWriter:
             video_files={k: s.rel(layout.VIDEO_PATH, video_key=k) for k, s in video_slots.items()},
         )
 
-    def _columns(self, ep: _Episode, tasks: dict[str, int], start: int) -> dict[str, np.ndarray]:
+    def _columns(self, ep: EpisodeBuffer, tasks: dict[str, int], start: int) -> dict[str, np.ndarray]:
         """Every non-video column of the episode, writer-filled ones included."""
         frame_index = np.arange(ep.frames, dtype=np.int64)
         cols = {k: np.stack(v) for k, v in ep.rows.items()}
@@ -499,7 +430,7 @@ class DatasetWriter:
         cols["task_index"] = np.array([tasks[ep.tasks[i]] for i in ep.task_ids], dtype=np.int64)
         return cols
 
-    def _episode_stats(self, ep: _Episode, cols: dict[str, np.ndarray]) -> dict[str, Any]:
+    def _episode_stats(self, ep: EpisodeBuffer, cols: dict[str, np.ndarray]) -> dict[str, Any]:
         stats = {k: vector_stats(v.reshape(ep.frames, -1)) for k, v in cols.items()}
         for key, enc in ep.encoders.items():
             if (image_stats := enc.stats.result()) is not None:
@@ -508,17 +439,17 @@ class DatasetWriter:
 
     def _stage_data(
         self,
-        ep: _Episode,
+        ep: EpisodeBuffer,
         cols: dict[str, np.ndarray],
         staging: Path,
         moves: list[tuple[str, str]],
         row: dict[str, Any],
-    ) -> _Slot:
+    ) -> FileSlot:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = layout.data_table(self._info["features"], cols)
-        slot = _Slot(self._data.chunk, self._data.file, self._data.count)
+        slot = FileSlot(self._data.chunk, self._data.file, self._data.count)
         final = self.root / slot.rel(layout.DATA_PATH)
         if slot.count:
             size = final.stat().st_size
@@ -538,11 +469,11 @@ class DatasetWriter:
         return slot
 
     def _stage_video(
-        self, key: str, ep: _Episode, staging: Path, moves: list[tuple[str, str]], row: dict[str, Any]
-    ) -> _Slot:
+        self, key: str, ep: EpisodeBuffer, staging: Path, moves: list[tuple[str, str]], row: dict[str, Any]
+    ) -> FileSlot:
         episode_mp4 = self.root / commit.EPISODE_DIR / f"{key}.mp4"
         current = self._video_slots[key]
-        slot = _Slot(current.chunk, current.file, current.count)
+        slot = FileSlot(current.chunk, current.file, current.count)
         final = self.root / slot.rel(layout.VIDEO_PATH, video_key=key)
         staged = staging / f"{key}.mp4"
         if slot.count:
@@ -562,11 +493,13 @@ class DatasetWriter:
         slot.count += ep.frames
         return slot
 
-    def _stage_episode_row(self, row: dict[str, Any], staging: Path, moves: list[tuple[str, str]]) -> _Slot:
+    def _stage_episode_row(
+        self, row: dict[str, Any], staging: Path, moves: list[tuple[str, str]]
+    ) -> FileSlot:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        slot = _Slot(self._episodes.chunk, self._episodes.file, self._episodes.count)
+        slot = FileSlot(self._episodes.chunk, self._episodes.file, self._episodes.count)
         final = self.root / slot.rel(layout.EPISODES_PATH)
         if slot.count and final.stat().st_size >= self._info["data_files_size_in_mb"] * _MIB:
             slot.advance(self._info["chunks_size"])
@@ -581,7 +514,7 @@ class DatasetWriter:
         slot.count += 1
         return slot
 
-    def _next_info(self, ep: _Episode, tasks: dict[str, int], staging: Path) -> dict[str, Any]:
+    def _next_info(self, ep: EpisodeBuffer, tasks: dict[str, int], staging: Path) -> dict[str, Any]:
         info = json.loads(json.dumps(self._info))
         info["total_episodes"] += 1
         info["total_frames"] += ep.frames
