@@ -1,71 +1,41 @@
 """The codec: round trips (hypothesis, every registered type), wire layout, every DecodeError
-reason, zero-copy read-only arrays, encode validation, and a fuzz test (>= 10k examples) checking
-that arbitrary bytes only ever raise DecodeError."""
+reason, zero-copy read-only arrays and encode validation (fuzzing: ``test_codec_fuzz.py``)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
 import math
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings
 from hypothesis.errors import FailedHealthCheck
-from numpy.typing import NDArray
-from rtrun import _codec, _codec_fast
+from rtrun import _codec_fast
 from rtrun._codec import MAX_CONTAINER_LEN, ZERO_COPY_MIN_SIZE, decode, encode
 from rtrun._errors import DecodeError, EncodeError
-from rtrun._message import ARRAY_DTYPES, Message, message, message_types
-from rtrun.testing._strategies import message_strategy
+from rtrun._message import ARRAY_DTYPES, Message, message_types
 
-# The robot message catalogue, when present, is part of "every registered message type".
-with contextlib.suppress(ImportError):
-    importlib.import_module("rtrun.actors.messages")
-
-
-@contextlib.contextmanager
-def zero_copy_threshold(size: int) -> Iterator[None]:
-    """Force the zero-copy walker (0) or the one-call unpack path (huge) for small bodies."""
-    old = _codec.ZERO_COPY_MIN_SIZE
-    _codec.ZERO_COPY_MIN_SIZE = size
-    try:
-        yield
-    finally:
-        _codec.ZERO_COPY_MIN_SIZE = old
-
-
-@contextlib.contextmanager
-def fast_decode(enabled: bool) -> Iterator[None]:
-    """Switch the compiled (msgspec) decode path on or off."""
-    old = _codec.FAST_DECODE
-    _codec.FAST_DECODE = enabled
-    try:
-        yield
-    finally:
-        _codec.FAST_DECODE = old
-
-
-def both_paths(data: bytes, **kwargs: Any) -> object:
-    """Decode with every decoder path (compiled or not, zero-copy walk or one-call unpack); they
-    must agree. Returns the message or the reason."""
-    outcomes = []
-    for enabled in (True, False):
-        for threshold in (0, 2**62):
-            with fast_decode(enabled), zero_copy_threshold(threshold):
-                try:
-                    outcomes.append(decode(data, **kwargs))
-                except DecodeError as exc:
-                    outcomes.append(exc.reason)
-    for other in outcomes[1:]:
-        assert same(outcomes[0], other), outcomes
-    return outcomes[0]
+from .codec_cases import (
+    LOCAL_TYPES,
+    Chunk,
+    Containers,
+    Defaults,
+    Frame,
+    Point,
+    Scalars,
+    Tagged,
+    arrays_in,
+    both_paths,
+    corpus,
+    frame,
+    packb,
+    same,
+    strategy_for,
+    zero_copy_threshold,
+)
 
 
 def test_every_registered_type_has_a_compiled_decoder() -> None:
@@ -76,145 +46,6 @@ def test_every_registered_type_has_a_compiled_decoder() -> None:
         general = decode(wire)
         message = _codec_fast.fast_decode(wire, type(general), zero_copy=False)
         assert isinstance(message, Message) and same(message, general), wire
-
-
-def strategy_for(message_cls: type[Message]) -> st.SearchStrategy[Message]:
-    """Hypothesis strategy for valid instances of ``message_cls`` (see rtrun.testing)."""
-    return message_strategy(message_cls)
-
-
-# -- test message types ---------------------------------------------------------------------------
-
-
-@message(tag="test.codec.Scalars")
-class Scalars(Message):
-    """Every scalar kind."""
-
-    flag: bool
-    count: int
-    ratio: float
-    name: str
-    blob: bytes
-
-
-@message(tag="test.codec.Frame", version=2)
-class Frame(Message):
-    """A camera frame."""
-
-    seq: int
-    t_capture: float
-    image: NDArray[np.uint8]
-
-
-@message(tag="test.codec.Chunk")
-class Chunk(Message):
-    """An action chunk."""
-
-    request_id: int
-    actions: NDArray[np.float32]
-    names: tuple[str, ...] = ()
-
-
-@message(tag="test.codec.Point")
-class Point(Message):
-    """Array-free nested message."""
-
-    x: float
-    y: float = 0.0
-
-
-@message(tag="test.codec.Tagged")
-class Tagged(Message):
-    """Nested message holding an array."""
-
-    label: str
-    data: np.ndarray
-
-
-@message(tag="test.codec.Containers")
-class Containers(Message):
-    """Containers of every kind, with and without arrays inside."""
-
-    maybe: int | None
-    floats: tuple[float, ...]
-    ints: tuple[int, ...]
-    pair: tuple[int, str]
-    table: dict[str, Point]
-    points: tuple[Point, ...]
-    arrays: tuple[np.ndarray, ...]
-    named: dict[str, np.ndarray]
-    maybe_array: np.ndarray | None
-    tagged: tuple[Tagged, ...]
-    mixed: tuple[Tagged, Point]
-    nested: Tagged | None
-
-
-@message(tag="test.codec.Defaults")
-class Defaults(Message):
-    """Required and defaulted fields."""
-
-    required: int
-    with_default: str = "dflt"
-    with_factory: dict[str, int] = dataclasses.field(default_factory=lambda: {"k": 1})
-
-
-@message(tag="test.codec.Checked")
-class Checked(Message):
-    """A class with a semantic check."""
-
-    speed: float
-
-    def __post_init__(self) -> None:
-        if not self.speed >= 0:
-            raise ValueError("speed must be >= 0")
-
-
-LOCAL_TYPES = [Scalars, Frame, Chunk, Point, Tagged, Containers, Defaults]
-
-
-def frame(seq: int = 7) -> Frame:
-    image = np.arange(480 * 640 * 3, dtype=np.uint8).reshape(480, 640, 3)
-    image.flags.writeable = False
-    return Frame(seq=seq, t_capture=12.5, image=image)
-
-
-def packb(obj: object) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def same(a: object, b: object) -> bool:
-    """Deep equality treating NaN as equal and comparing arrays by dtype, shape and values."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (
-            isinstance(a, np.ndarray)
-            and isinstance(b, np.ndarray)
-            and a.dtype == b.dtype
-            and a.shape == b.shape
-            and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
-        )
-    if isinstance(a, Message):
-        return type(a) is type(b) and all(
-            same(getattr(a, p.name), getattr(b, p.name)) for p in type(a).__rtrun_fields__
-        )
-    if isinstance(a, tuple):
-        return type(b) is tuple and len(a) == len(b) and all(map(same, a, b))
-    if isinstance(a, dict):
-        return type(b) is dict and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return type(a) is type(b) and a == b
-
-
-def arrays_in(value: object) -> list[np.ndarray]:
-    if isinstance(value, np.ndarray):
-        return [value]
-    if isinstance(value, Message):
-        return [a for p in type(value).__rtrun_fields__ for a in arrays_in(getattr(value, p.name))]
-    if isinstance(value, tuple):
-        return [a for v in value for a in arrays_in(v)]
-    if isinstance(value, dict):
-        return [a for v in value.values() for a in arrays_in(v)]
-    return []
 
 
 # -- round trips ------------------------------------------------------------------------------------
@@ -700,148 +531,3 @@ def test_encode_is_thread_safe() -> None:
     with ThreadPoolExecutor(4) as pool:
         for _ in range(5):
             assert list(pool.map(encode, messages)) == expected
-
-
-# -- fuzzing: only DecodeError, ever ----------------------------------------------------------------------
-
-
-def fuzz(examples: int) -> settings:
-    """Deterministic hypothesis settings for the fuzz tests (>= 10k examples in total)."""
-    return settings(
-        max_examples=examples,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
-REASONS = {
-    "malformed",
-    "unknown_tag",
-    "schema_version",
-    "missing_field",
-    "field_type",
-    "field_value",
-    "wrong_type",
-    "oversize",
-}
-
-
-def decode_or_decode_error(data: bytes) -> None:
-    """The fuzz oracle: either a message comes out, or DecodeError; nothing else."""
-    result = both_paths(data)  # also a differential test of the two decoder paths
-    assert isinstance(result, Message) or result in REASONS
-
-
-def corpus() -> list[bytes]:
-    """Valid encodings of every local type, reaching every decode path (arrays, nesting...)."""
-    img = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
-    tagged = Tagged(label="t", data=np.arange(6, dtype=">i4").reshape(2, 3))
-    messages: list[Message] = [
-        Scalars(flag=True, count=-5, ratio=0.25, name="név", blob=b"\x00\xff"),
-        Frame(seq=1, t_capture=2.0, image=img),
-        Chunk(request_id=9, actions=np.ones((3, 2), np.float32), names=("a", "b")),
-        Point(x=1.0, y=-1.0),
-        tagged,
-        Defaults(required=1),
-        Containers(
-            maybe=3,
-            floats=(1.0, 2.5),
-            ints=(1, -2),
-            pair=(7, "x"),
-            table={"p": Point(x=0.0)},
-            points=(Point(x=2.0),),
-            arrays=(np.zeros(2, np.float16), np.ones((), np.complex128)),
-            named={"n": np.arange(3, dtype=np.int64)},
-            maybe_array=np.ones(2, np.bool_),
-            tagged=(tagged,),
-            mixed=(tagged, Point(x=3.0)),
-            nested=tagged,
-        ),
-    ]
-    wires = [encode(m) for m in messages]
-    reordered = {**msgpack.unpackb(wires[1]), "@tag": "test.codec.Frame"}  # tag last
-    del reordered["@tag"]
-    wires.append(packb({**reordered, "@tag": "test.codec.Frame"}))
-    return wires
-
-
-CORPUS = corpus()
-
-
-@fuzz(3500)
-@given(st.binary(max_size=64) | st.binary(max_size=8).map(lambda b: b"\x8a\xa4@tag" + b))
-def test_fuzz_random_bytes(data: bytes) -> None:
-    decode_or_decode_error(data)
-
-
-MUTATION = st.tuples(
-    st.sampled_from(["flip", "set", "cut", "insert"]),
-    st.integers(0, 2**16),
-    st.integers(0, 255),
-)
-
-
-def mutate(data: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
-    buf = bytearray(data)
-    for kind, where, arg in mutations:
-        i = where % (len(buf) + 1)
-        if kind == "flip" and i < len(buf):
-            buf[i] ^= arg or 0x80
-        elif kind == "set" and i < len(buf):
-            buf[i] = arg
-        elif kind == "cut":
-            del buf[i : i + arg % 16 + 1]
-        elif kind == "insert":
-            buf[i:i] = bytes([arg])
-    return bytes(buf)
-
-
-@fuzz(4500)
-@given(wire=st.sampled_from(CORPUS), mutations=st.lists(MUTATION, min_size=1, max_size=3))
-def test_fuzz_mutated_valid_bytes(wire: bytes, mutations: list[tuple[str, int, int]]) -> None:
-    decode_or_decode_error(mutate(wire, mutations))
-
-
-ARRAY_MAPS = st.fixed_dictionaries(
-    {
-        "@nd": st.sampled_from([1, 1, 2, True]),
-        "dtype": st.sampled_from([*ARRAY_DTYPES, "object", "<f4"]),
-        "shape": st.lists(st.integers(-1, 3), max_size=3),
-        "data": st.binary(max_size=16),
-    }
-)
-LEAVES = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats()
-    | st.text(max_size=4)
-    | st.binary(max_size=8)
-)
-WIRE_VALUES = (
-    LEAVES
-    | ARRAY_MAPS
-    | st.lists(LEAVES | ARRAY_MAPS, max_size=3)
-    | st.dictionaries(st.sampled_from(["@tag", "@version", "x", "label", "data"]), LEAVES, max_size=3)
-)
-
-
-def structured_bodies(cls: type[Message]) -> st.SearchStrategy[dict[str, Any]]:
-    """Maps holding a random subset of ``cls``'s fields, each with a random wire value."""
-    names = [p.name for p in cls.__rtrun_fields__]
-    return st.fixed_dictionaries({}, optional=dict.fromkeys(names, WIRE_VALUES))
-
-
-@fuzz(2500)
-@given(
-    cls=st.sampled_from([*LOCAL_TYPES, Checked]),
-    values=st.data(),
-    tag_first=st.booleans(),
-)
-def test_fuzz_structured_bodies(cls: type[Message], values: st.DataObject, tag_first: bool) -> None:
-    """Well-formed msgpack with a valid tag and random field values: reaches the type checks."""
-    body = values.draw(structured_bodies(cls))
-    head = {"@tag": cls.__rtrun_tag__, "@version": cls.__rtrun_version__}
-    decode_or_decode_error(packb({**head, **body} if tag_first else {**body, **head}))
