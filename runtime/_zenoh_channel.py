@@ -29,8 +29,11 @@ batch. ``block`` channels never batch (their credits are per message).
 
 Sequence gaps. Within one epoch, sequence ids arrive in order (one publisher, one priority lane).
 A jump from the expected id to a higher one counts the missing ones as ``sequence_gap`` drops; an
-older id is ``stale_sequence``. So ``sent == received + queued + sum(dropped)`` holds on the
-receiving side, where ``sent`` counts every sample that arrived on the key plus the gaps.
+older id is ``stale_sequence``. An undecodable body (``body_*``) does not move the sequence
+(garbage claiming the next id must not make the real message look stale), but its id is
+remembered so a later gap over it does not count it twice. So ``sent == received + queued +
+sum(dropped)`` holds on the receiving side, where ``sent`` counts every sample that arrived on
+the key plus the gaps.
 
 ``block`` across the wire: credit-based flow control. The receiving port publishes CREDIT
 samples on ``<key>/@credit`` (reliable, ``interactive_high`` lane, express): "I have consumed

@@ -70,6 +70,10 @@ _OVERFLOW = {
     "block": "credit_violation",
 }
 
+BAD_IDS_KEPT: Final = 64
+"""Ids of the live epoch's undecodable bodies remembered, so a gap over them is not counted
+twice (``body_*`` and ``sequence_gap``); a bound, because forged samples choose their ids."""
+
 RECEIVE_BUDGET: Final = 32
 """Receives served straight from the buffer before ``receive`` checkpoints again (a cooperative
 budget, as Tokio's). In between, a pending cancellation is noticed at the next checkpoint, at
@@ -98,6 +102,7 @@ class _ReceiverCore:
     jump_to: int | None = None
     live: set[int] = field(default_factory=set)
     dead: deque[int] = field(default_factory=lambda: deque(maxlen=DEAD_EPOCHS_KEPT))
+    bad_ids: deque[int] = field(default_factory=lambda: deque(maxlen=BAD_IDS_KEPT))
     eos: int | None = None
     eos_deadline: float | None = None
     broken_pending: bool = False
@@ -149,7 +154,7 @@ class _ReceiverCore:
                     try:  # decoded here, so bad input never displaces a good item in the buffer
                         item = self.codec.decode(payload)
                     except DecodeError as exc:
-                        return self._bad(f"body_{exc.reason}", str(exc))
+                        return self._on_bad_body(header, exc)
                     bridge = self.bridge
                     with bridge.lock:
                         seq = header[2]
@@ -190,20 +195,43 @@ class _ReceiverCore:
 
     def _on_bodies(self, header: HeaderFields, bodies: list[bytes]) -> None:
         """Bodies with consecutive ids from ``header``'s: decode every one, then deposit them
-        in order under one lock (a bad body is counted and skipped)."""
+        in order under one lock (a bad body is counted and skipped: see _skip_bad_locked)."""
         version, _, first, episode, ns, epoch = header
-        items = []
+        items: list[tuple[HeaderFields, Any]] = []
         for i, body in enumerate(bodies):
+            item_header = (version, _DATA, first + i, episode, ns, epoch)
             try:
-                items.append(((version, _DATA, first + i, episode, ns, epoch), self.codec.decode(body)))
+                items.append((item_header, self.codec.decode(body)))
             except DecodeError as exc:
-                self._bad(f"body_{exc.reason}", str(exc))
+                items.append((item_header, exc))
         due = False
         with self.bridge.lock:
             for item_header, item in items:
-                due = self._deposit_locked(item_header, item) or due
+                if isinstance(item, DecodeError):
+                    self._skip_bad_locked(item_header, f"body_{item.reason}")
+                else:
+                    due = self._deposit_locked(item_header, item) or due
         if due:
             self.bridge.wake()
+        for _, item in items:
+            if isinstance(item, DecodeError):
+                self.throttle(f"body_{item.reason}", str(item))
+
+    def _on_bad_body(self, header: HeaderFields, error: DecodeError) -> None:
+        """A DATA sample whose valid header carries an undecodable body."""
+        with self.bridge.lock:
+            self._skip_bad_locked(header, f"body_{error.reason}")
+        self.throttle(f"body_{error.reason}", str(error))
+
+    def _skip_bad_locked(self, header: HeaderFields, reason: str) -> None:
+        """Count an undecodable body (one drop, ``reason``) and remember its id if it claims the
+        live epoch, so a later gap over that id does not count it again as ``sequence_gap``.
+        The sequence itself never moves for it: garbage on the key carrying the next id must
+        not make the real message with that id look stale."""
+        self.arrived += 1
+        self.drop_locked(reason)
+        if header[5] == self.epoch:
+            self.bad_ids.append(header[2])
 
     def _deposit_locked(self, header: HeaderFields, item: Any) -> bool:
         """Queue one decoded item per the policy; True if the loop must be woken."""
@@ -232,8 +260,10 @@ class _ReceiverCore:
             self.jump_to = seq + 1
             return "header_sequence_jump"
         if expected is not None and seq != self.jump_to and seq > expected:
-            self.arrived += seq - expected
-            self.drop_locked("sequence_gap", seq - expected)
+            gap = seq - expected - sum(1 for bad in set(self.bad_ids) if expected <= bad < seq)
+            if gap:  # (ids already counted as undecodable bodies are not lost twice)
+                self.arrived += gap
+                self.drop_locked("sequence_gap", gap)
         self.expected, self.jump_to = seq + 1, None
         return None
 
@@ -254,6 +284,7 @@ class _ReceiverCore:
             self.drop_locked("stale_epoch", len(self.buffer))
             self.buffer.clear()
         self.epoch, self.expected, self.jump_to = epoch, None, None
+        self.bad_ids.clear()
         self.eos = self.eos_deadline = None
 
     def _on_eos(self, header: HeaderFields) -> None:

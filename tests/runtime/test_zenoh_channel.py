@@ -328,6 +328,20 @@ async def test_wrong_message_class_is_dropped_and_counted(
         with anyio.fail_after(10):
             assert (await rx.receive()).seq == 1
         assert rx.statistics().dropped == {"body_wrong_type": 1}
+        # Mid-stream, sparse and in a burst (a DATA_BATCH on asyncio): each undecodable body is
+        # one drop, and the messages after it are not also counted as a sequence gap.
+        await tx.send(ZOther(text="sparse"))
+        await anyio.sleep(0.01)
+        await tx.send(pose(3))
+        for item in (pose(4), ZOther(text="burst"), pose(6)):
+            tx.send_nowait(item)
+        with anyio.fail_after(10):
+            assert [(await rx.receive()).seq for _ in range(3)] == [3, 4, 6]
+            while rx.statistics().dropped_total < 3:
+                await anyio.sleep(0.01)
+        stats = rx.statistics()
+        assert stats.dropped == {"body_wrong_type": 3}
+        assert stats.sent == stats.received + stats.queued + stats.dropped_total == 7
 
 
 async def test_bad_input_dropped_per_reason_and_channel_keeps_working(
