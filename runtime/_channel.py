@@ -29,6 +29,14 @@ port clone is closed **and** the buffer is drained (buffered items are still del
 ``BrokenResourceError`` on send once every receive port clone is closed. An unclosed port
 emits ``ResourceWarning`` when garbage-collected.
 
+Closing a port while its own tasks wait in it (anyio 4.16): a blocked ``receive`` raises
+``ClosedResourceError`` -- unless a sender had already handed it an item, which it returns. A
+blocked ``send`` whose item is still waiting has it withdrawn and raises
+``ClosedResourceError``; one whose item a receiver already took (``receive_nowait`` moves a
+waiting sender's item into the buffer) returns normally, so "``send`` raised" always means "the
+item was not sent" and a retry never duplicates. Each port clone keeps the events of its own
+blocked tasks (``_waiters``) for this; after close the send side keeps only the withdrawn ones.
+
 Every item accepted by ``send`` counts in ``sent``; every item handed to a receiver counts in
 ``received``; every discarded item counts in ``dropped[reason]``; so at any time
 ``sent == received + queued + sum(dropped)``.
@@ -304,7 +312,8 @@ class SendPort(_Port, Generic[T]):
         Always a checkpoint. Atomic under cancellation: if it raises, the item was not sent.
 
         Raises:
-            ClosedResourceError: this port was closed (also while waiting).
+            ClosedResourceError: this port was closed, before the call or while waiting with
+                the item not yet taken (it is withdrawn; a taken item returns normally).
             BrokenResourceError: every receive port is closed (also while waiting).
         """
         await checkpoint()
@@ -351,9 +360,22 @@ class SendPort(_Port, Generic[T]):
             for event in events:
                 event.set()
         if self._waiters:
-            for event in self._waiters:
-                state.waiting_senders.pop(event, None)
-                event.set()
+            self._waiters = self._withdraw(state, self._waiters)
+
+    @staticmethod
+    def _withdraw(state: _ChannelState[Any], waiters: set[Event]) -> set[Event]:
+        """Wake this clone's blocked senders; return those whose item was still waiting (withdrawn).
+
+        A sender whose item a receiver already took is woken too but not returned: its ``send``
+        resumes normally, because the item *was* delivered (anyio 4.16; issue 14 defect 5).
+        """
+        withdrawn: set[Event] = set()
+        for event in waiters:
+            if event in state.waiting_senders:
+                del state.waiting_senders[event]
+                withdrawn.add(event)
+            event.set()
+        return withdrawn
 
 
 @final
@@ -441,11 +463,11 @@ class ReceivePort(_Port, Generic[T]):
             for event in list(state.waiting_senders):
                 event.set()
             self._discard_buffer(state)
-        if self._waiters:
+        if self._waiters:  # wake this clone's blocked receives: ClosedResourceError (defect 4)
             for event in self._waiters:
                 state.waiting_receivers.pop(event, None)
                 event.set()
-            self._waiters = None
+            self._waiters.clear()  # (each woken receive also discards its own event)
 
     @staticmethod
     def _discard_buffer(state: _ChannelState[Any]) -> None:

@@ -108,3 +108,53 @@ def test_counter_invariant_holds(ops: list[str], policy_capacity: tuple[str, int
             s = send.statistics()
             assert s.sent == s.received + s.queued + s.dropped_total
             assert s.queued <= capacity
+
+
+async def test_closing_the_receive_port_wakes_a_blocked_receive_with_closed_resource_error() -> None:
+    """Issue 14 defect 4: the woken receive raised AttributeError (anyio: ClosedResourceError)."""
+    send, receive = open_channel[str](0)
+    with send:
+
+        async def blocked_receive() -> None:
+            with pytest.raises(anyio.ClosedResourceError):
+                await receive.receive()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(blocked_receive)
+            await anyio.wait_all_tasks_blocked()
+            receive.close()
+        assert send.statistics().tasks_waiting_receive == 0
+
+
+async def test_send_whose_item_was_taken_returns_normally_when_its_port_closes() -> None:
+    """Issue 14 defect 5: ``receive_nowait`` took the blocked send's item, then the send port
+    closed before the sender resumed; ``send`` raised ClosedResourceError although the item was
+    delivered (a retry duplicates it). As anyio 4.16, it returns normally."""
+    send, receive = open_channel[str](0)
+    with receive:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send.send, "item")
+            await anyio.wait_all_tasks_blocked()
+            assert receive.receive_nowait() == "item"
+            send.close()
+        stats = receive.statistics()
+        assert (stats.sent, stats.received, stats.tasks_waiting_send) == (1, 1, 0)
+
+
+async def test_send_whose_item_was_not_taken_raises_closed_when_its_port_closes() -> None:
+    """The other half of defect 5's rule: an item still waiting when its port closes is
+    withdrawn, and the blocked ``send`` raises ClosedResourceError (nothing was sent)."""
+    send, receive = open_channel[str](0)
+    with receive:
+
+        async def blocked_send() -> None:
+            with pytest.raises(anyio.ClosedResourceError):
+                await send.send("withdrawn")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(blocked_send)
+            await anyio.wait_all_tasks_blocked()
+            send.close()
+        with pytest.raises(anyio.EndOfStream):
+            receive.receive_nowait()
+        assert receive.statistics().sent == 0
