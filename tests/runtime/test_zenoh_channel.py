@@ -135,12 +135,24 @@ class _RawTap:
         self._sub.undeclare()
 
 
+def _steady_bursts(monkeypatch: pytest.MonkeyPatch, sender: object) -> None:
+    """Make the sender's burst rule independent of how long each ``put`` takes: the burst gap
+    becomes 1 s (back-to-back sends are a burst even on a loaded machine, where one put can take
+    longer than the real 250 µs) and the previous publish lies 2 s back (the next message is
+    sparse). Which messages batch is then decided by the code alone, not by the wall clock."""
+    import rtrun._zenoh_sender as sender_module
+
+    monkeypatch.setattr(sender_module, "BURST_GAP_NS", 10**9)
+    sender._core.last_publish_ns = time.monotonic_ns() - 2 * 10**9  # type: ignore[attr-defined]
+
+
 async def test_a_burst_goes_out_in_batches_and_arrives_whole_in_order(
-    sessions: tuple[ZenohSession, ZenohSession, str], anyio_backend_name: str
+    sessions: tuple[ZenohSession, ZenohSession, str], anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """send_nowait x100 within one loop iteration: on asyncio the first message leaves alone,
-    the rest mostly as DATA_BATCH samples of <= BATCH_MAX_MESSAGES; the receiver gets all 100 in
-    order with per-message sequence ids, and a batch body is a msgpack array of DATA bodies."""
+    the other 99 as DATA_BATCH samples of BATCH_MAX_MESSAGES (32, 32, 32, 3); the receiver gets
+    all 100 in order with per-message sequence ids, and a batch body is a msgpack array of DATA
+    bodies. The burst rule is made independent of put timing (:func:`_steady_bursts`)."""
     from rtrun._zenoh_sender import BATCH_MAX_MESSAGES
 
     a, b, _ = sessions
@@ -151,6 +163,7 @@ async def test_a_burst_goes_out_in_batches_and_arrives_whole_in_order(
         open_zenoh_sender(a, key, policy="drop_oldest") as tx,
     ):
         await _connected(tx, rx)
+        _steady_bursts(monkeypatch, tx)
         for i in range(100):
             tx.send_nowait(pose(i))
         assert tx.statistics().sent == 100  # pending ones count as sent
@@ -163,7 +176,7 @@ async def test_a_burst_goes_out_in_batches_and_arrives_whole_in_order(
         assert (stats.sent, stats.received, stats.dropped_total) == (100, 100, 0)
         with anyio.fail_after(10):
             while sum(1 for t, _, _ in tap.samples if t in (1, 6)) < (
-                2 if anyio_backend_name == "asyncio" else 100
+                1 + 4 if anyio_backend_name == "asyncio" else 100  # 1 DATA + 4 DATA_BATCH
             ):
                 await anyio.sleep(0.01)
     tap.close()
@@ -173,10 +186,10 @@ async def test_a_burst_goes_out_in_batches_and_arrives_whole_in_order(
         return
     assert data[0][:2] == (1, 0)  # the first message of the burst is not held back
     batches = [(seq, msgpack.unpackb(body)) for t, seq, body in data if t == 6]
-    assert batches and all(2 <= len(b) <= BATCH_MAX_MESSAGES for _, b in batches)
-    # Once open, the window holds the rest of the iteration; a slow first put may leave the
-    # second message alone too (the burst rule measures the gap between publishes).
-    assert sum(t == 1 for t, _, _ in data) <= 2
+    # Once open, the window holds the rest of the iteration: every other message is batched,
+    # a batch leaving as soon as it is full.
+    assert [t for t, _, _ in data] == [1] + [6] * len(batches)
+    assert [len(b) for _, b in batches] == [BATCH_MAX_MESSAGES] * 3 + [99 - 3 * BATCH_MAX_MESSAGES]
     seqs = [seq + i for t, seq, body in data for i in range(1 if t == 1 else len(msgpack.unpackb(body)))]
     assert seqs == list(range(100))  # ids are consecutive across samples
     first_seq, bodies = batches[0]
@@ -248,7 +261,7 @@ async def test_only_a_burst_opens_a_batching_window(
 
 
 async def test_send_after_the_session_closed_is_broken(
-    anyio_backend_name: str, caplog: pytest.LogCaptureFixture
+    anyio_backend_name: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once the sender's session is closed, ``send``/``send_nowait`` raise BrokenResourceError
     (zenoh's error, mapped), also right after a failed one; a batch still pending when the
@@ -256,6 +269,7 @@ async def test_send_after_the_session_closed_is_broken(
     with session_pair() as (a, _peer, _):
         key = unique_key()
         with open_zenoh_sender(a, key, policy="drop_oldest") as tx:
+            _steady_bursts(monkeypatch, tx)  # (a slow first put must not end the burst)
             tx.send_nowait(pose(0))
             tx.send_nowait(pose(1))  # a burst: batched on asyncio
             a.close()
@@ -314,7 +328,7 @@ async def test_competing_receive_clones_share_the_items_once(
 
 
 async def test_wrong_message_class_is_dropped_and_counted(
-    sessions: tuple[ZenohSession, ZenohSession, str],
+    sessions: tuple[ZenohSession, ZenohSession, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b, _ = sessions
     key = unique_key()
@@ -333,6 +347,9 @@ async def test_wrong_message_class_is_dropped_and_counted(
         await tx.send(ZOther(text="sparse"))
         await anyio.sleep(0.01)
         await tx.send(pose(3))
+        import rtrun._zenoh_sender as sender_module
+
+        monkeypatch.setattr(sender_module, "BURST_GAP_NS", 10**9)  # a burst however slow the put
         for item in (pose(4), ZOther(text="burst"), pose(6)):
             tx.send_nowait(item)
         with anyio.fail_after(10):
