@@ -29,7 +29,7 @@ from typing import Any, TextIO
 import anyio
 
 from ._errors import GraphError, RtrunError
-from ._launch import Graph, GraphStatus, compile_source, open_graph
+from ._launch import CompiledGraph, Graph, GraphStatus, compile_source, open_graph
 from ._params import parse_override
 
 EXIT_OK = 0
@@ -68,13 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtrun", description="Supervised async actor runtime for robot control."
     )
+    parser.add_argument("--version", action="version", version=f"rtrun {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate a graph file and report every problem")
     check.add_argument("graph")
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="ACTOR.PARAM=VALUE")
     run = sub.add_parser("run", help="run a graph until Ctrl-C, SIGTERM, --duration, or its end")
     run.add_argument("graph")
-    run.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    run.add_argument("--duration", type=_positive_seconds, default=None, help="stop after this many seconds")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="ACTOR.PARAM=VALUE")
     run.add_argument("--host", action="append", default=None, help="run only this host's actors (repeatable)")
     run.add_argument("--isolate", action="store_true", help="run every host as a supervised child process")
@@ -86,6 +87,26 @@ def _parser() -> argparse.ArgumentParser:
     router.add_argument("--listen", action="append", default=None, metavar="ENDPOINT",
                         help="endpoint to listen on (repeatable; default tcp/127.0.0.1:7447)")  # fmt: skip
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rtrun")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "unknown"
+
+
+def _positive_seconds(text: str) -> float:
+    """``--duration``: a finite number of seconds > 0 (argparse turns the error into exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,12 +147,38 @@ def _router(listen: list[str]) -> int:
     return EXIT_OK
 
 
-def _check(path: str, overrides: list[tuple[str, str, Any]]) -> int:
+def _compile(path: str, overrides: list[tuple[str, str, Any]]) -> CompiledGraph | int:
+    """Compile ``path`` with ``--set`` overrides, or print why not and return the exit code.
+
+    A problem that only exists because of an override is a usage error (exit 2) that blames
+    ``--set``; a problem of the file itself is an invalid graph (exit 1).
+    """
     try:
-        compiled = compile_source(path, overrides=overrides)
+        return compile_source(path, overrides=overrides)
     except GraphError as exc:
-        print(exc, file=sys.stderr)
+        error = exc
+    if not overrides or not _compiles(path):
+        print(error, file=sys.stderr)
         return EXIT_INVALID
+    shown = ", ".join(f"{a}.{p}={v!r}" for a, p, v in overrides)
+    print(f"rtrun: bad --set ({shown}):", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  - {problem.where}: {problem.rule}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _compiles(path: str) -> bool:
+    try:
+        compile_source(path)
+    except GraphError:
+        return False
+    return True
+
+
+def _check(path: str, overrides: list[tuple[str, str, Any]]) -> int:
+    compiled = _compile(path, overrides)
+    if isinstance(compiled, int):
+        return compiled
     hosts = sorted({a.host for a in compiled.actors.values()})
     print(
         f"{path}: ok ({len(compiled.actors)} actors, {len(compiled.edges)} channels, hosts: {', '.join(hosts)})"
@@ -166,16 +213,17 @@ class _RunState:
 
 def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int:
     setup_logging(args.log_level)
-    try:
-        compiled = compile_source(args.graph, overrides=overrides)
-    except GraphError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_INVALID
-    unknown = sorted(
-        set(args.host or ()) - {a.host for a in compiled.actors.values()} - set(compiled.spec.hosts)
-    )
+    compiled = _compile(args.graph, overrides)
+    if isinstance(compiled, int):
+        return compiled
+    known = {a.host for a in compiled.actors.values()} | set(compiled.spec.hosts)
+    unknown = sorted(set(args.host or ()) - known)
     if unknown:
-        print(f"rtrun: --host {', '.join(unknown)}: not a host of {args.graph}", file=sys.stderr)
+        print(
+            f"rtrun: --host {', '.join(unknown)}: not a host of {args.graph} "
+            f"(its hosts: {', '.join(sorted(known))})",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     backend, options = _backend(args.loop)
     state = _RunState()
