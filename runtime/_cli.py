@@ -24,12 +24,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import anyio
 
 from ._errors import GraphError, RtrunError
 from ._launch import CompiledGraph, Graph, GraphStatus, compile_source, open_graph
+from ._logs import LOG_FORMATS, setup_logging
 from ._params import parse_override
 
 EXIT_OK = 0
@@ -39,29 +40,6 @@ EXIT_FAILURE = 3
 EXIT_FORCED = 130
 
 log = logging.getLogger("rtrun.cli")
-
-
-class _ActorIdFormatter(logging.Formatter):
-    """``[actor] message`` for actor loggers, ``rtrun.x: message`` for the runtime."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        name = record.name
-        prefix = f"[{name.removeprefix('rtrun.actor.')}]" if name.startswith("rtrun.actor.") else f"{name}:"
-        record.rtrun_prefix = prefix
-        return super().format(record)
-
-
-def setup_logging(level: str, stream: TextIO | None = None) -> None:
-    """Readable structured logs on stderr (rich when it is a terminal)."""
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    console = Console(file=stream or sys.stderr, width=140, force_terminal=None)
-    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
-    handler.setFormatter(_ActorIdFormatter("%(rtrun_prefix)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,14 +57,34 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="ACTOR.PARAM=VALUE")
     run.add_argument("--host", action="append", default=None, help="run only this host's actors (repeatable)")
     run.add_argument("--isolate", action="store_true", help="run every host as a supervised child process")
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_log_options(run)
     run.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop", "trio"],
                      help="event loop: auto = uvloop when installed, else asyncio")  # fmt: skip
     sub.add_parser("kinds", help="list the registered actor kinds with their ports and parameters")
     router = sub.add_parser("router", help="run a Zenoh router in this process (there is no zenohd on PyPI)")
     router.add_argument("--listen", action="append", default=None, metavar="ENDPOINT",
                         help="endpoint to listen on (repeatable; default tcp/127.0.0.1:7447)")  # fmt: skip
+    _add_log_options(router)
     return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                        help="text (a terminal view) or json (one object per line)")  # fmt: skip
+    parser.add_argument(
+        "--log-file", default=None, metavar="PATH", help="also append every log record to PATH"
+    )
+
+
+def _setup_logging(args: argparse.Namespace) -> bool:
+    """Configure logging from the command line; False (after saying why) if the file fails."""
+    try:
+        setup_logging(args.log_level, fmt=args.log_format, file=args.log_file)
+    except OSError as exc:
+        print(f"rtrun: --log-file {args.log_file}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _version() -> str:
@@ -122,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "kinds":
         return _kinds()
     if args.command == "router":
+        if not _setup_logging(args):
+            return EXIT_USAGE
         return _router(args.listen or ["tcp/127.0.0.1:7447"])
     return _run(args, overrides)
 
@@ -212,7 +212,8 @@ class _RunState:
 
 
 def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int:
-    setup_logging(args.log_level)
+    if not _setup_logging(args):
+        return EXIT_USAGE
     compiled = _compile(args.graph, overrides)
     if isinstance(compiled, int):
         return compiled
@@ -303,6 +304,8 @@ def _run_isolated(
         *(f"--set={o}" for o in args.overrides),
         "--log-level",
         args.log_level,
+        "--log-format",
+        args.log_format,
         "--loop",
         args.loop,
     ]

@@ -10,7 +10,8 @@ per the graph's policy; one that exits 0 (its graph ended) is not. Exceeding the
 every host and exits with the failure code.
 
 A host is *ready* once its process logs that its graph is running, so hosts start in order like
-actors do. Every line a host writes to stderr is forwarded prefixed with ``[<host>]``; the parent
+actors do. Every line a host writes to stderr is forwarded tagged with its host (``[<host>] line``, or a
+``"host"`` field with ``--log-format json``) to the launcher's stderr and log file; the parent
 logs each host's PID so a test (or an operator) can signal it. Stopping sends SIGTERM (the host
 stops its actors gracefully), waits the host's budget, then SIGKILL — always by PID, and always
 awaited, so no child outlives the launcher.
@@ -39,6 +40,7 @@ from anyio.abc import Process, TaskStatus
 from anyio.streams.text import TextReceiveStream
 
 from ._errors import RtrunError
+from ._logs import forward_host_line
 from ._supervisor import ChildSpec, Supervisor, SupervisorFlags
 from ._validate import CompiledGraph
 
@@ -102,7 +104,7 @@ async def _pump(proc: Process, host: str, task_status: TaskStatus[None]) -> None
         buffer += chunk
         *lines, buffer = buffer.split("\n")
         for line in lines:
-            print(f"[{host}] {line}", file=sys.stderr, flush=True)
+            forward_host_line(host, line)
             if not ready and READY_MARKER in line:
                 ready = True
                 task_status.started()
