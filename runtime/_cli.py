@@ -135,7 +135,7 @@ def _router(listen: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        with open_router(tuple(listen)):
+        with open_router(tuple(listen)) as session, session.watch_peers(_log_peer):
             # Announce only once the router listens: scripts and tests wait for this line.
             print(
                 f"rtrun router listening on {', '.join(listen)} (Ctrl-C to stop)", file=sys.stderr, flush=True
@@ -145,6 +145,10 @@ def _router(listen: list[str]) -> int:
         print(f"rtrun router: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _log_peer(zid: str, kind: str, joined: bool) -> None:
+    log.info("%s %s %s", kind, zid, "joined" if joined else "left")
 
 
 def _compile(path: str, overrides: list[tuple[str, str, Any]]) -> CompiledGraph | int:

@@ -71,6 +71,8 @@ _PRIORITIES = (
 SampleCallback = Callable[[bytes, "bytes | None"], None]
 """``callback(payload, attachment)``, run on a Zenoh thread."""
 LivelinessCallback = Callable[[str, bool], None]
+PeerCallback = Callable[[str, str, bool], None]
+"""``callback(zid, kind, joined)``: a session connected (``joined``) to this one or left it."""
 """``callback(token_key, alive)``, run on a Zenoh thread."""
 
 
@@ -197,6 +199,12 @@ class Declared:
         if obj is not None:
             _undeclare(obj)
 
+    def __enter__(self) -> Declared:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def _undeclare(obj: Any) -> None:
     z = _zenoh()
@@ -272,6 +280,18 @@ class ZenohSession:
         with _mapped(f"watching liveliness {pattern!r}"):
             sub = self._session.liveliness().declare_subscriber(pattern, on_sample, history=history)
             return Declared(sub)
+
+    def watch_peers(self, callback: PeerCallback) -> Declared:
+        """Report sessions connecting to / leaving this one: ``callback(zid, kind, joined)`` on
+        Zenoh threads (``kind`` is ``peer``, ``client`` or ``router``); only changes from now on."""
+        z = _zenoh()
+
+        def on_event(event: Any) -> None:
+            transport = event.transport
+            callback(str(transport.zid), str(transport.whatami), event.kind == z.SampleKind.PUT)
+
+        with _mapped("watching transports"):
+            return Declared(self._session.info.declare_transport_events_listener(on_event, history=False))
 
     def close(self) -> None:
         """Close the session (idempotent): undeclares everything declared through it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,12 @@ def test_two_host_commands_through_a_router(tmp_path: Path) -> None:
         for p, lines in procs
     )
     assert codes == [0, 0] and router_code == 0, logs
+    router_log = [line for _, line in router_lines.items]
+    joined = {m.group(1) for line in router_log if (m := re.search(r"client ([0-9a-f]+) joined", line))}
+    left = {m.group(1) for line in router_log if (m := re.search(r"client ([0-9a-f]+) left", line))}
+    assert len(joined) == 2 and left == joined, "\n".join(
+        router_log
+    )  # the router logs peers coming and going
 
 
 def test_unknown_host_is_a_usage_error(tmp_path: Path) -> None:
