@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_log_options(run)
     run.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop", "trio"],
                      help="event loop: auto = uvloop when installed, else asyncio")  # fmt: skip
-    sub.add_parser("kinds", help="list the registered actor kinds with their ports and parameters")
+    kinds = sub.add_parser("kinds", help="actor kinds: ports and parameters (type, default, doc)")
+    kinds.add_argument("kind", nargs="*", help="built-in kind names or user kinds as 'package.module:Class'")
     router = sub.add_parser("router", help="run a Zenoh router in this process (there is no zenohd on PyPI)")
     router.add_argument("--listen", action="append", default=None, metavar="ENDPOINT",
                         help="endpoint to listen on (repeatable; default tcp/127.0.0.1:7447)")  # fmt: skip
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return _check(args.graph, overrides)
     if args.command == "kinds":
-        return _kinds()
+        return _quiet_on_broken_pipe(_kinds, args.kind)
     if args.command == "router":
         if not _setup_logging(args):
             return EXIT_USAGE
@@ -190,21 +191,46 @@ def _check(path: str, overrides: list[tuple[str, str, Any]]) -> int:
     return EXIT_OK
 
 
-def _kinds() -> int:
-    from ._kinds import available_kinds, resolve_kind
-    from ._params import describe_type
+def _quiet_on_broken_pipe(command: Any, *args: Any) -> int:
+    """Run a listing command; a reader that went away (``rtrun kinds | head``) ends it quietly."""
+    import os
 
-    for name in available_kinds():
+    try:
+        return int(command(*args))
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
+
+
+def _kinds(names: Sequence[str]) -> int:
+    """``rtrun kinds [KIND ...]``: ports and parameters (type, default, doc) of each kind."""
+    from ._kinds import KindError, available_kinds, resolve_kind
+
+    code = EXIT_OK
+    for name in names or available_kinds():
         try:
             cls = resolve_kind(name)
-        except LookupError as exc:
-            print(f"{name}: {exc}")
+        except KindError as exc:
+            print(f"{name}: {exc}", file=sys.stdout if not names else sys.stderr)
+            code = EXIT_USAGE if names else code
             continue
-        ins = ", ".join(f"{n}: {d.type.__name__}{'' if d.required else '?'}" for n, d in cls.inputs.items())
-        outs = ", ".join(f"{n}: {d.type.__name__}" for n, d in cls.outputs.items())
-        params = ", ".join(f"{f}: {describe_type(t)}" for f, t in cls.Params.__annotations__.items())
-        print(f"{name}\n  inputs:  {ins or '-'}\n  outputs: {outs or '-'}\n  params:  {params or '-'}")
-    return EXIT_OK
+        _print_kind(name, cls)
+    return code
+
+
+def _print_kind(name: str, cls: Any) -> None:
+    from ._params import describe_params
+
+    summary = (cls.__doc__ or "").strip().splitlines()
+    ins = ", ".join(f"{n}: {d.type.__name__}{'' if d.required else '?'}" for n, d in cls.inputs.items())
+    outs = ", ".join(f"{n}: {d.type.__name__}" for n, d in cls.outputs.items())
+    print(f"{name}  ({cls.__module__}:{cls.__qualname__})" + (f"\n  {summary[0]}" if summary else ""))
+    print(
+        f"  inputs:  {ins or '-'}\n  outputs: {outs or '-'}\n  params:{'' if cls.Params.__dataclass_fields__ else '  -'}"
+    )
+    for p in describe_params(cls.Params):
+        default = "required" if p.default is None else f"= {p.default}"
+        print(f"    {p.name}: {p.annotation} {default}" + (f"\n        {p.doc}" if p.doc else ""))
 
 
 @dataclass

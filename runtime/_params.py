@@ -13,13 +13,24 @@ number and vice versa (TOML keeps them distinct, so should we).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
+import textwrap
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
 
-__all__ = ["build_params", "check_params_class", "describe_type", "parse_override"]
+__all__ = [
+    "ParamInfo",
+    "build_params",
+    "check_params_class",
+    "describe_params",
+    "describe_type",
+    "parse_override",
+]
 
 _MISSING = dataclasses.MISSING
 
@@ -180,3 +191,57 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     except tomllib.TOMLDecodeError:
         value = raw
     return actor, param, value
+
+
+class ParamInfo(NamedTuple):
+    """One parameter of a kind, for ``rtrun kinds`` and error messages."""
+
+    name: str
+    annotation: str
+    """Short type name (:func:`describe_type`)."""
+    default: str | None
+    """``repr`` of the default, or None when the parameter is required."""
+    doc: str
+    """First line of the field's docstring (empty when it has none)."""
+
+
+def describe_params(params_cls: type[Any]) -> list[ParamInfo]:
+    """Every parameter of ``params_cls`` in declaration order, with default and one-line doc."""
+    hints, docs = _hints(params_cls), field_docs(params_cls)
+    infos = []
+    for f in dataclasses.fields(params_cls):
+        default = _default_of(f)
+        shown = None if default is _MISSING else repr(default)
+        infos.append(ParamInfo(f.name, describe_type(hints[f.name]), shown, docs.get(f.name, "")))
+    return infos
+
+
+def field_docs(cls: type[Any]) -> dict[str, str]:
+    """First line of each field's docstring (the string literal right after the field), read
+    from the source of ``cls`` and its bases; empty when the source is unavailable."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        docs.update(_class_field_docs(klass))
+    return docs
+
+
+def _class_field_docs(klass: type[Any]) -> dict[str, str]:
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for node, after in itertools.pairwise(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and _is_str(after):
+            text = inspect.cleandoc(after.value.value)  # type: ignore[attr-defined]
+            docs[node.target.id] = text.splitlines()[0] if text else ""
+    return docs
+
+
+def _is_str(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )

@@ -78,3 +78,29 @@ def test_duration_must_be_positive_and_finite(
 def test_unknown_host_lists_the_graphs_hosts(graph: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", graph, "--host", "nosuch"]) == EXIT_USAGE
     assert "its hosts: gpu, robot" in capsys.readouterr().err
+
+
+def test_kinds_shows_each_parameters_type_default_and_doc(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["kinds", "camera"]) == 0
+    out = capsys.readouterr().out
+    assert "camera  (rtrun.actors.camera:" in out
+    assert "    fps: float = 30.0\n        Frame rate" in out
+
+
+def test_kinds_takes_user_kinds_by_import_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["kinds", "rtrun.testing:Collector"]) == 0
+    out = capsys.readouterr().out
+    assert "inputs:  in: Message?" in out
+    assert "    keep: int = 100\n        How many recent values" in out
+
+
+def test_kinds_lists_every_built_in_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["kinds"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("action_queue", "camera", "motor_bus", "policy_worker", "recorder", "rtc_merger"):
+        assert f"\n{kind}  (" in f"\n{out}"
+
+
+def test_kinds_with_an_unknown_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["kinds", "nosuch"]) == EXIT_USAGE
+    assert "unknown kind 'nosuch'" in capsys.readouterr().err
