@@ -126,6 +126,10 @@ class _Receiver(Generic[T]):
         self.task = get_current_task()
         self.item: T
 
+    def __repr__(self) -> str:
+        item = getattr(self, "item", None)  # (unset until a sender hands one over)
+        return f"{type(self).__name__}(task={self.task!r}, item={item!r})"
+
 
 @dataclass(eq=False)
 class _ChannelState(Generic[T]):
