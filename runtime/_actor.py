@@ -130,7 +130,9 @@ class ActorContext(Generic[P]):
     """What a running actor gets from the runtime: identity, params, ports, logger, status.
 
     The launcher builds one context per actor and reuses it across restarts. Ports belong to the
-    launcher: actors must not close them.
+    launcher: actors must not close them. Outputs follow the actor's lifetime in its supervisor:
+    the launcher closes them when the actor terminates (end-of-stream downstream) and every
+    (re)start reopens them, so an actor brought back by a group restart can send again.
     """
 
     def __init__(
@@ -231,8 +233,14 @@ class ActorContext(Generic[P]):
                 self._cleanup_scopes.discard(scope)
 
     def _begin_run(self) -> None:
-        """The actor (re)starts: cleanups may run again."""
+        """The actor (re)starts: cleanups may run again, and outputs closed when it terminated reopen."""
         self._hard_stopped = False
+        self._reopen_outputs()
+
+    def _reopen_outputs(self) -> None:
+        """Reopen the outputs closed when the actor terminated (it is about to start again)."""
+        for port in self._outputs.values():
+            port._reopen()
 
     def _hard_cancel_cleanups(self) -> None:
         # Also cleanups entered *later*: a second Ctrl-C can land between the cancellation of the

@@ -19,8 +19,20 @@ It starts the root supervisor with ``TaskGroup.start`` (so every actor reported 
 order before the ``async with`` body runs), yields a :class:`Graph` handle, and on exit cancels
 the root, which stops actors in reverse order with their shutdown timeouts. If the root
 escalates while the body runs, the body is cancelled and ``EscalationError`` is raised out of
-``open_graph``. An actor that terminates for good (``temporary``, or ``transient`` after a
-normal exit) has its outputs closed, so downstream inputs see end-of-stream.
+``open_graph``. An actor that terminates (its supervisor reports ``terminated``: a
+``temporary`` actor that ended, a ``transient`` one after a normal exit, or every actor of a
+nested supervisor that ended so, e.g. a ``transient`` group that escalated) has its outputs
+closed, so downstream inputs see end-of-stream. Outputs follow the actor's lifetime in its
+supervisor, not its first exit: they reopen (each closed branch is replaced by a new send port
+into the same input) when the supervisor decides to restart the actor or the nested supervisor
+holding it (the ``restarting`` event, before any child of the group starts, so a consumer
+restarted ahead of its producer waits instead of seeing a stale end-of-stream) and, in any
+case, when the actor starts. A group restart may bring a terminated actor back (OTP restarts
+a ``transient`` child that ended normally with its ``one_for_all``/``rest_for_one`` group, and
+a restarted nested supervisor starts all its children, ``temporary`` ones included). A
+consumer that saw end-of-stream then receives again from the new incarnation. (Across hosts
+the new Zenoh sender shares the session epoch of the one that published END_OF_STREAM, so a
+remote consumer only resumes with a new epoch.)
 
 Everything a dashboard needs — actor states, restart counts, status fields, channel
 statistics, supervision events — is reachable from :meth:`Graph.status`.
@@ -32,6 +44,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, final
 
@@ -157,6 +170,8 @@ class Graph:
         self._held_senders: list[SendPort[Any]] = []
         self._taps: list[ReceivePort[Any]] = []
         self._events: list[SupervisorEvent] = []
+        self._actor_children: set[tuple[str, str]] = set()  # (supervisor, actor) of every actor child
+        self._members: dict[tuple[str, str], tuple[str, ...]] = {}  # (supervisor, child) -> its actors
         self._root: Supervisor | None = None
         self._state = "starting"
         self._started_at = 0.0
@@ -173,9 +188,12 @@ class Graph:
         for edge in self.compiled.edges:
             if edge.source_actor in self._local and edge.target_actor in self._local:
                 sender = self._input_senders[f"{edge.target_actor}/{edge.input.name}"].clone()
-                self._contexts[edge.source_actor].output(edge.output)._add_branch(sender)
+                target = self._contexts[edge.target_actor].input(edge.input.name)
+                output = self._contexts[edge.source_actor].output(edge.output)
+                output._add_branch(sender, partial(_new_sender, target))
         for edge in self._transport.outgoing:
-            self._contexts[edge.source_actor].output(edge.output)._add_branch(self._transport.sender(edge))
+            output = self._contexts[edge.source_actor].output(edge.output)
+            output._add_branch(self._transport.sender(edge), partial(self._transport.sender, edge))
         for key, sender in self._input_senders.items():
             actor_id, _, name = key.partition("/")
             connected = self._local[actor_id].spec.inputs.get(name)
@@ -207,8 +225,12 @@ class Graph:
     def _make_supervisor(self, spec: SupervisorSpec) -> Supervisor:
         actors, subs = self.compiled.supervisor_children(spec.id)
         children = [self._actor_child(a) for a in actors if a.spec.id in self._local]
+        for child in children:
+            self._actor_children.add((spec.id, child.id))
+            self._members[(spec.id, child.id)] = (child.id,)
         for sub in subs:
             if self._has_local_actors(sub.id):
+                self._members[(spec.id, sub.id)] = self._local_actors_under(sub.id)
                 nested = self._make_supervisor(sub)
                 children.append(
                     nested.child_spec(restart=sub.restart, shutdown_timeout=sub.shutdown_timeout_s)
@@ -226,6 +248,11 @@ class Graph:
         return any(a.spec.id in self._local for a in actors) or any(
             self._has_local_actors(s.id) for s in subs
         )
+
+    def _local_actors_under(self, supervisor_id: str) -> tuple[str, ...]:
+        actors, subs = self.compiled.supervisor_children(supervisor_id)
+        local = tuple(a.spec.id for a in actors if a.spec.id in self._local)
+        return local + tuple(i for s in subs for i in self._local_actors_under(s.id))
 
     def _actor_child(self, actor: CompiledActor) -> ChildSpec:
         ctx = self._contexts[actor.spec.id]
@@ -247,14 +274,16 @@ class Graph:
     def _on_event(self, event: SupervisorEvent) -> None:
         self._events.append(event)
         del self._events[:-200]
-        ctx = self._contexts.get(event.child or "")
-        if ctx is None:
-            return
-        if event.kind == "restarting":
-            ctx.restarts = event.restarts
-        elif event.kind == "terminated":
-            for port in ctx.outputs.values():
-                port.close()
+        key = (event.supervisor, event.child or "")
+        if event.kind == "restarting":  # before any child of the group starts: a consumer
+            if key in self._actor_children:  # restarted ahead of its producer must not see EOS
+                self._contexts[key[1]].restarts = event.restarts
+            for actor_id in self._members.get(key, ()):
+                self._contexts[actor_id]._reopen_outputs()
+        elif event.kind == "terminated":  # an actor, or a nested supervisor with all its actors
+            for actor_id in self._members.get(key, ()):
+                for port in self._contexts[actor_id].outputs.values():
+                    port.close()
 
     # ---------------------------------------------------------------- running
 
@@ -327,7 +356,7 @@ class Graph:
         if name not in ctx.outputs:
             raise KeyError(f"actor {actor_id!r} has no output {name!r} (outputs: {sorted(ctx.outputs)})")
         send, receive = open_channel(capacity, policy)  # type: ignore[arg-type]
-        ctx.output(name)._add_branch(send)
+        ctx.output(name)._add_branch(send, partial(_new_sender, receive))
         self._taps.append(receive)
         return receive
 
@@ -374,6 +403,15 @@ class Graph:
             inputs={name: port.statistics() for name, port in ctx.inputs.items()},
             outputs={name: port.statistics() for name, port in ctx.outputs.items()},
         )
+
+
+def _new_sender(receive: ReceivePort[Any]) -> SendPort[Any]:
+    """A new send port into ``receive``'s channel, even after end-of-stream (a producer came back).
+
+    ``SendPort.clone()`` refuses once every sender closed, which is the anyio contract for user
+    code; reopening an output after its actor restarts is the launcher's privilege.
+    """
+    return SendPort._create(receive._state)
 
 
 def _walk(node: ChildStatus) -> list[ChildStatus]:

@@ -13,11 +13,16 @@ Decisions:
   paces the producer (that is what ``block`` asks for).
 * An output that feeds nothing counts its items as ``dropped["unconnected"]`` so dashboards show
   data going nowhere.
+* :meth:`OutputPort.close` is not the end of the port: an actor that terminated (end-of-stream
+  downstream) may be started again by its supervisor (a group restart, a restarted nested
+  supervisor). Each branch may carry a *reopen* factory from the launcher, and the actor's next
+  start replaces every closed branch by a fresh send port into the same input (see
+  :meth:`OutputPort._reopen`). Outputs thus follow the actor's lifetime in its supervisor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar, final
@@ -73,12 +78,23 @@ class OutputStatistics:
 class OutputPort(Generic[T]):
     """The sending side an actor sees for one declared output (fans out to every consumer)."""
 
-    __slots__ = ("_all", "_branches", "_closed_branches", "_dropped", "_sent", "name")
+    __slots__ = (
+        "_all",
+        "_branches",
+        "_closed",
+        "_closed_branches",
+        "_dropped",
+        "_reopeners",
+        "_sent",
+        "name",
+    )
 
     def __init__(self, name: str, branches: Sequence[SendPort[T]]) -> None:
         self.name = name
         self._all = tuple(branches)
+        self._reopeners: tuple[Callable[[], SendPort[T]] | None, ...] = (None,) * len(self._all)
         self._branches = list(branches)
+        self._closed = False
         self._closed_branches = 0
         self._sent = 0
         self._dropped: dict[str, int] = {}
@@ -127,15 +143,33 @@ class OutputPort(Generic[T]):
         self._closed_branches += 1
         self._count_drop("receiver_closed")
 
-    def _add_branch(self, branch: SendPort[T]) -> None:
-        """Connect one more consumer (the launcher wires edges; ``graph.receiver`` adds taps)."""
+    def _add_branch(self, branch: SendPort[T], reopen: Callable[[], SendPort[T]] | None = None) -> None:
+        """Connect one more consumer (the launcher wires edges; ``graph.receiver`` adds taps).
+
+        ``reopen`` makes a new send port into the same consumer, for :meth:`_reopen`.
+        """
         self._all = (*self._all, branch)
+        self._reopeners = (*self._reopeners, reopen)
         self._branches.append(branch)
 
     def close(self) -> None:
-        """Close every branch (the launcher calls this when the actor stops for good: end-of-stream)."""
+        """Close every branch (the launcher calls this when the actor terminates: end-of-stream)."""
+        self._closed = True
         for branch in self._all:
             branch.close()
+
+    def _reopen(self) -> None:
+        """The actor starts again after :meth:`close`: replace each closed branch that has a reopen
+        factory by a fresh send port (the others stay gone, counted as ``receiver_closed``)."""
+        if not self._closed:
+            return
+        self._closed = False
+        self._all = tuple(
+            make() if branch.closed and make is not None else branch
+            for branch, make in zip(self._all, self._reopeners, strict=True)
+        )
+        self._branches = [branch for branch in self._all if not branch.closed]
+        self._closed_branches = len(self._all) - len(self._branches)
 
     @property
     def connected(self) -> int:

@@ -15,30 +15,44 @@ the next child starts only then (a readiness handshake of our own, not ``TaskGro
 whose cancellation would wait forever for a shielded child). A child that fails before being
 ready makes ``start`` raise; at the supervisor's own start this aborts the start (already started
 children are stopped in reverse order and the error propagates to the parent, as in OTP); during a
-restart it counts as one more failure.
+restart it is retried (one more restart) after the exits already pending, unless one of them
+restarts it first (OTP ``try_again_restart``).
 
 When a running child exits, its task records the outcome in the child's single ``pending`` slot
 (bounded by construction: one slot per child) and wakes the supervisor task, which decides:
 
-* restart type: ``permanent`` always restarts, ``transient`` only after an exception,
-  ``temporary`` never (and is removed, as OTP deletes temporary children);
+* restart type (OTP ``do_restart``): ``permanent`` always restarts, whatever the exit reason;
+  ``transient`` only after an abnormal exit, i.e. an exception -- but not the escalation of a
+  nested supervisor, which is OTP's exit reason ``shutdown``; ``temporary`` never (and is
+  removed, as OTP deletes temporary children);
 * strategy: ``one_for_one`` restarts the child; ``one_for_all`` stops every other child in
   reverse order and restarts all in order; ``rest_for_one`` does that for the children started
-  after the failed one. Temporary siblings stopped this way are not restarted;
+  after the failed one;
 * intensity: each restart decision is stamped in a :class:`RestartWindow`; more than
   ``intensity`` restarts within ``period`` seconds stops every child and raises
   :class:`EscalationError` to the parent (a nested supervisor is then handled by its own
   parent's strategy; the root's escalation stops the graph);
 * optional exponential backoff with jitter before the restart.
 
-Outcomes carry the child's *incarnation*, so an exit recorded by an incarnation that was since
-stopped or replaced is ignored. When no child is left running or restarting, ``run`` returns
-normally (OTP ``auto_shutdown`` with every child significant).
+Group restarts follow ``supervisor.erl::restart_multiple_children``: a group member that already
+ended (it exited while the group was being stopped, or in the same tick as the cause) is stopped
+by consuming its pending exit (OTP ``shutdown/1`` -> ``unlink_flush``): reported (``exited``),
+it decides nothing and counts no restart. A ``transient`` child that ended normally stays in the
+child list, stopped (OTP: pid ``undefined``), and a later group restart including it starts it
+again; a ``temporary`` one is never brought back (removed when it ends, or when its group
+restarts while it runs: OTP ``terminate_children``). A nested supervisor restarted by its parent
+starts all its children afresh, ``temporary`` ones included (OTP calls ``init/1`` again).
+
+Pending exits are handled one at a time in the order they happened (OTP's mailbox order); exits
+of the same instant (virtual time stands still within a tick) in start order, so runs are
+deterministic. Outcomes carry the child's *incarnation*, so an exit recorded by an incarnation
+that was since stopped or replaced is ignored. When no child is left running or restarting,
+``run`` returns normally (OTP ``auto_shutdown`` with every child significant).
 
 Every decision is a structured :class:`SupervisorEvent` (kept in a bounded ring, passed to
 ``on_event`` and logged): ``started``, ``exited``, ``restarting``, ``start_failed``, ``killed``,
-``escalated``, ``stopped``, and ``terminated`` (the child ended by itself and will not be
-restarted by this supervisor run: the launcher closes its outputs).
+``escalated``, ``stopped``, and ``terminated`` (the child ended and its own exit restarts
+nothing: the launcher closes its outputs, reopened if a group restart brings it back).
 """
 
 from __future__ import annotations
@@ -48,7 +62,7 @@ import math
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, final
 
 import anyio
@@ -163,9 +177,10 @@ class ChildStatus:
 @dataclass(slots=True)
 class _Outcome:
     incarnation: int
-    kind: Literal["normal", "failure"]
+    kind: Literal["normal", "failure", "retry"]
     reason: str
     traceback: str | None = None
+    time: float = field(default_factory=anyio.current_time)
 
 
 @dataclass(eq=False, slots=True)
@@ -420,7 +435,7 @@ class Supervisor:
                 signal.error = exc
                 signal.event.set()
                 return
-            outcome = _Outcome(incarnation, "failure", _describe(exc), _format_tb(exc))
+            outcome = _exit_outcome(child, incarnation, exc)
         finally:
             done.set()
         if not child.stopping and child.incarnation == incarnation:
@@ -433,23 +448,38 @@ class Supervisor:
         while any(c.active or c.pending for c in self._children):
             await self._wakeup.wait()
             self._wakeup = Event()
-            for child in list(self._children):
+            while (child := self._next_exit()) is not None:
                 outcome, child.pending = child.pending, None
                 if outcome is not None and outcome.incarnation == child.incarnation:
                     await self._handle_exit(child, outcome)
 
+    def _next_exit(self) -> _Child | None:
+        """The child whose pending exit happened first (OTP mailbox order); same instant: start
+        order, retries of failed restarts last."""
+        pending = [
+            (c.pending.time, c.pending.kind == "retry", i)
+            for i, c in enumerate(self._children)
+            if c.pending is not None
+        ]
+        return self._children[min(pending)[2]] if pending else None
+
     async def _handle_exit(self, child: _Child, outcome: _Outcome) -> None:
-        failed = outcome.kind == "failure"
-        child.last_exit = outcome.reason
-        child.lifecycle.to(ActorState.FAILED if failed else ActorState.STOPPED)
-        self._emit("exited", child, outcome.reason, outcome.traceback)
+        if outcome.kind == "retry":
+            await self._restart_for(child)
+            return
+        self._record_exit(child, outcome)
         if child.spec.restart == "temporary":
             self._remove(child)
             return
-        if child.spec.restart == "transient" and not failed:
+        if child.spec.restart == "transient" and outcome.kind != "failure":
             self._emit("terminated", child, outcome.reason)
             return
         await self._restart_for(child)
+
+    def _record_exit(self, child: _Child, outcome: _Outcome) -> None:
+        child.last_exit = outcome.reason
+        child.lifecycle.to(ActorState.FAILED if outcome.kind == "failure" else ActorState.STOPPED)
+        self._emit("exited", child, outcome.reason, outcome.traceback)
 
     def _restart_group(self, child: _Child) -> list[_Child]:
         strategy = self.flags.strategy
@@ -462,24 +492,24 @@ class Supervisor:
         raise InternalError(f"unknown strategy {strategy!r}")  # pragma: no cover - validated by Literal
 
     async def _restart_for(self, cause: _Child) -> None:
-        """Apply the strategy for ``cause`` and restart, repeating while restarts fail to start."""
-        while True:
-            if not self._window.add(anyio.current_time()):
-                await self._escalate(cause)
-            group = self._restart_group(cause)
-            await self._stop_children(reversed([c for c in group if c is not cause]))
-            group = [c for c in group if c is cause or self._keep_after_sibling_stop(c)]
-            await self._backoff(group)
-            try:
-                for child in group:
-                    child.restarts += 1
-                    child.lifecycle.to(ActorState.RESTARTING)
-                    self._emit("restarting", child, "strategy " + self.flags.strategy)
-                for child in group:
-                    await self._start_child(child)
-                return
-            except _StartFailed as failed:
-                cause = failed.child
+        """Apply the strategy for ``cause`` and restart; a child that fails to start is retried
+        after the exits already pending (OTP ``try_again_restart``: a message to itself)."""
+        if not self._window.add(anyio.current_time()):
+            await self._escalate(cause)
+        group = self._restart_group(cause)
+        await self._stop_children(reversed([c for c in group if c is not cause]))
+        group = [c for c in group if c is cause or self._keep_after_sibling_stop(c)]
+        await self._backoff(group)
+        for child in group:
+            child.restarts += 1
+            child.lifecycle.to(ActorState.RESTARTING)
+            self._emit("restarting", child, "strategy " + self.flags.strategy)
+        try:
+            for child in group:
+                await self._start_child(child)
+        except _StartFailed as failed:
+            failed.child.pending = _Outcome(failed.child.incarnation, "retry", "try again")
+            self._wakeup.set()
 
     def _keep_after_sibling_stop(self, child: _Child) -> bool:
         if child.spec.restart == "temporary":
@@ -515,10 +545,21 @@ class Supervisor:
         for child in children:
             await self._stop_child(child)
 
+    def _flush(self, child: _Child) -> None:
+        """Stop a child whose task already ended: consume its pending exit (OTP ``unlink_flush``).
+
+        The exit is reported but decides nothing: the caller is stopping this child anyway (a
+        group restart, an escalation, the supervisor's shutdown).
+        """
+        outcome, child.pending = child.pending, None
+        if outcome is not None and outcome.kind != "retry" and outcome.incarnation == child.incarnation:
+            self._record_exit(child, outcome)
+        if child.lifecycle.state is not ActorState.STOPPED:
+            child.lifecycle.to(ActorState.STOPPED)
+
     async def _stop_child(self, child: _Child) -> None:
         if not child.active:
-            if child.lifecycle.state in (ActorState.FAILED, ActorState.RESTARTING):
-                child.lifecycle.to(ActorState.STOPPED)
+            self._flush(child)
             return
         assert child.scope is not None and child.done is not None
         child.stopping = True
@@ -538,6 +579,14 @@ class Supervisor:
                 await child.done.wait()
         child.lifecycle.to(ActorState.STOPPED)
         self._emit("stopped", child, "shutdown")
+
+
+def _exit_outcome(child: _Child, incarnation: int, exc: Exception) -> _Outcome:
+    """How a ready child's exception counts: a nested supervisor giving up exits ``shutdown`` (OTP)."""
+    nested = child.spec.supervisor
+    if nested is not None and isinstance(exc, EscalationError) and exc.supervisor == nested.id:
+        return _Outcome(incarnation, "normal", "shutdown")
+    return _Outcome(incarnation, "failure", _describe(exc), _format_tb(exc))
 
 
 def _describe(exc: BaseException) -> str:
