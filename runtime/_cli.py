@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 
 from ._errors import GraphError, RtrunError
+from ._graph import load_graph
 from ._launch import CompiledGraph, Graph, GraphStatus, compile_source, open_graph
 from ._logs import LOG_FORMATS, setup_logging
 from ._params import parse_override
@@ -159,7 +160,7 @@ def _compile(path: str, overrides: list[tuple[str, str, Any]]) -> CompiledGraph 
     ``--set``; a problem of the file itself is an invalid graph (exit 1).
     """
     try:
-        return compile_source(path, overrides=overrides)
+        return compile_source(load_graph(path, collect=True), overrides=overrides)
     except GraphError as exc:
         error = exc
     if not overrides or not _compiles(path):
@@ -174,7 +175,7 @@ def _compile(path: str, overrides: list[tuple[str, str, Any]]) -> CompiledGraph 
 
 def _compiles(path: str) -> bool:
     try:
-        compile_source(path)
+        compile_source(load_graph(path, collect=True))
     except GraphError:
         return False
     return True

@@ -134,9 +134,12 @@ class GraphProblem:
     """The table concerned, e.g. ``actor "policy" / input "frames"``."""
     rule: str
     """What is wrong, stated as the rule broken."""
+    line: int | None = None
+    """1-based line in ``file`` where the table or key concerned is written, when known."""
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.where}: {self.rule}"
+        at = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{at}: {self.where}: {self.rule}"
 
 
 class GraphError(RtrunError):

@@ -34,6 +34,8 @@ from typing import Any, Final
 from ._actor import Actor
 from ._errors import GraphError, GraphProblem
 from ._restart import Backoff
+from ._suggest import did_you_mean
+from ._toml_lines import line_of, locate
 
 __all__ = [
     "DEFAULT_HOST",
@@ -166,6 +168,11 @@ class GraphSpec:
     """Graph-wide Zenoh settings."""
     file: str = "<spec>"
     """Where the spec came from (for error messages)."""
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """Line numbers of the file's tables and keys (:func:`rtrun._toml_lines.locate`)."""
+    problems: tuple[GraphProblem, ...] = field(default=(), compare=False)
+    """Structural problems found while reading, kept for validation to report with the rest
+    (only from ``load_graph(..., collect=True)``; otherwise reading raises)."""
 
     def zenoh_settings(self, host: str) -> dict[str, Any]:
         """The raw Zenoh settings of ``host``: ``[zenoh]`` overridden key by key by ``[hosts.<host>].zenoh``."""
@@ -214,17 +221,20 @@ HOST_KEYS = {"zenoh"}
 class _Reader:
     """Collects problems while turning TOML tables into spec objects."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, lines: Mapping[str, int]) -> None:
         self.file = file
+        self.lines = lines
         self.problems: list[GraphProblem] = []
 
     def problem(self, where: str, rule: str) -> None:
-        self.problems.append(GraphProblem(file=self.file, where=where, rule=rule))
+        line = line_of(self.lines, where, rule)
+        self.problems.append(GraphProblem(file=self.file, where=where, rule=rule, line=line))
 
     def keys(self, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
         for key in table:
             if key not in allowed:
-                self.problem(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+                hint = did_you_mean(key, allowed)
+                self.problem(where, f"unknown key {key!r}{hint} (allowed: {', '.join(sorted(allowed))})")
 
     def get(
         self, table: Mapping[str, Any], key: str, types: tuple[type, ...], default: Any, where: str
@@ -355,9 +365,23 @@ def _array_of_tables(r: _Reader, doc: Mapping[str, Any], key: str) -> list[Mappi
     return value
 
 
-def parse_graph(doc: Mapping[str, Any], file: str = "<spec>", *, default_name: str = "graph") -> GraphSpec:
-    """Turn a parsed TOML document into a :class:`GraphSpec`; raise GraphError listing every problem."""
-    r = _Reader(file)
+def parse_graph(
+    doc: Mapping[str, Any],
+    file: str = "<spec>",
+    *,
+    default_name: str = "graph",
+    lines: Mapping[str, int] | None = None,
+    collect: bool = False,
+) -> GraphSpec:
+    """Turn a parsed TOML document into a :class:`GraphSpec`.
+
+    Raises GraphError listing every structural problem, unless ``collect``: then the spec (with
+    defaults where values were unusable) carries them in ``problems`` so that validation reports
+    them together with every other problem. ``lines`` (from :func:`rtrun._toml_lines.locate`) puts
+    line numbers on problems.
+    """
+    lines = lines if lines is not None else {}
+    r = _Reader(file, lines)
     r.keys(doc, TOP_KEYS, "top level")
     graph = r.table(doc, "graph", "[graph]")
     r.keys(graph, GRAPH_KEYS, "[graph]")
@@ -382,17 +406,23 @@ def parse_graph(doc: Mapping[str, Any], file: str = "<spec>", *, default_name: s
         hosts=hosts,
         zenoh=dict(r.table(doc, "zenoh", "[zenoh]")),
         file=file,
+        lines=lines,
+        problems=tuple(r.problems),
     )
-    if r.problems:
+    if r.problems and not collect:
         raise GraphError(r.problems)
     return spec
 
 
-def load_graph(path: str | Path) -> GraphSpec:
+def load_graph(path: str | Path, *, collect: bool = False) -> GraphSpec:
     """Read and parse a ``graph.toml`` file (structure only; see ``rtrun._validate`` for the rest).
 
+    With ``collect``, structural problems travel in the spec's ``problems`` instead of raising,
+    so ``compile_graph`` reports them together with every semantic problem (``rtrun check``).
+
     Raises:
-        GraphError: the file is missing, not valid TOML (with line and column), or malformed.
+        GraphError: the file is missing, not valid TOML (with line and column), or malformed
+            (the latter only without ``collect``).
     """
     path = Path(path)
     try:
@@ -405,4 +435,4 @@ def load_graph(path: str | Path) -> GraphSpec:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise GraphError([GraphProblem(file=str(path), where="TOML syntax", rule=str(exc))]) from None
-    return parse_graph(doc, str(path), default_name=path.stem)
+    return parse_graph(doc, str(path), default_name=path.stem, lines=locate(text), collect=collect)

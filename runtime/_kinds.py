@@ -23,6 +23,7 @@ from typing import Any
 from ._actor import Actor
 from ._params import check_params_class
 from ._ports import Input, Output
+from ._suggest import did_you_mean
 
 __all__ = ["ENTRY_POINT_GROUP", "KindError", "available_kinds", "check_kind", "resolve_kind"]
 
@@ -53,9 +54,11 @@ def resolve_kind(kind: str | type[Actor], extra: Mapping[str, type[Actor]] | Non
         return check_kind(_import_path(kind), kind)
     ep = _entry_points().get(kind)
     if ep is None:
-        known = ", ".join(sorted({*_entry_points(), *(extra or {})})) or "none registered"
+        names = sorted({*_entry_points(), *(extra or {})})
+        known = ", ".join(names) or "none registered"
         raise KindError(
-            f"unknown kind {kind!r} (built-in kinds: {known}; user actors: 'package.module:Class')"
+            f"unknown kind {kind!r}{did_you_mean(kind, names)} "
+            f"(built-in kinds: {known}; user actors: 'package.module:Class')"
         )
     try:
         cls = ep.load()

@@ -23,6 +23,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
 
+from ._suggest import did_you_mean
+
 __all__ = [
     "ParamInfo",
     "build_params",
@@ -157,7 +159,8 @@ def build_params(params_cls: type[Any], raw: Mapping[str, Any]) -> tuple[Any | N
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in fields:
-            problems.append(f"unknown parameter {key!r} (known: {', '.join(sorted(fields)) or 'none'})")
+            hint = did_you_mean(key, fields)
+            problems.append(f"unknown parameter {key!r}{hint} (known: {', '.join(sorted(fields)) or 'none'})")
             continue
         try:
             values[key] = _convert(hints[key], value, f"parameter {key!r}")

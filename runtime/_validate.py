@@ -30,6 +30,8 @@ from ._errors import ChannelError, GraphError, GraphProblem
 from ._graph import DEFAULT_HOST, ROOT, ActorSpec, GraphSpec, InputSpec, SupervisorSpec
 from ._kinds import KindError, resolve_kind
 from ._params import build_params, describe_type
+from ._suggest import did_you_mean
+from ._toml_lines import line_of
 
 __all__ = ["CompiledActor", "CompiledGraph", "Edge", "compile_graph"]
 
@@ -51,7 +53,8 @@ class CompiledActor:
     cls: type[Actor]
     """The resolved actor class."""
     params: Any
-    """The validated ``Params`` instance."""
+    """The validated ``Params`` instance (never None in a compiled graph: an actor whose params
+    are invalid is only kept while validating, so its inputs are checked too)."""
     host: str
     """Resolved placement."""
 
@@ -101,7 +104,8 @@ class _Check:
         self.problems: list[GraphProblem] = []
 
     def add(self, where: str, rule: str) -> None:
-        self.problems.append(GraphProblem(file=self.spec.file, where=where, rule=rule))
+        line = line_of(self.spec.lines, where, rule)
+        self.problems.append(GraphProblem(file=self.spec.file, where=where, rule=rule, line=line))
 
 
 def apply_overrides(spec: GraphSpec, overrides: Iterable[tuple[str, str, Any]]) -> GraphSpec:
@@ -110,9 +114,8 @@ def apply_overrides(spec: GraphSpec, overrides: Iterable[tuple[str, str, Any]]) 
     problems = []
     for actor_id, param, value in overrides:
         if actor_id not in actors:
-            problems.append(
-                GraphProblem(file=spec.file, where=f"--set {actor_id}.{param}", rule=f"no actor {actor_id!r}")
-            )
+            rule = f"no actor {actor_id!r}{did_you_mean(actor_id, actors)}"
+            problems.append(GraphProblem(file=spec.file, where=f"--set {actor_id}.{param}", rule=rule))
             continue
         actors[actor_id] = replace(actors[actor_id], params={**actors[actor_id].params, param: value})
     if problems:
@@ -129,8 +132,11 @@ def compile_graph(
     """Validate ``spec`` completely; raise :class:`GraphError` listing every problem found."""
     spec = apply_overrides(spec, overrides) if overrides else spec
     check = _Check(spec)
+    check.problems.extend(spec.problems)  # structural ones, when read with collect=True
     _check_ids(check)
     _check_supervisors(check)
+    # Actors whose params are invalid still have their inputs checked (params=None): every
+    # problem is reported at once, and the graph is refused below anyway.
     actors = {a.id: c for a in spec.actors if (c := _compile_actor(check, a, kinds)) is not None}
     edges = _check_inputs(check, actors)
     _check_block_cycles(check, edges)
@@ -170,7 +176,8 @@ def _check_supervisors(check: _Check) -> None:
     _check_supervisor_cycles(check, specs)
     for actor in check.spec.actors:
         if actor.supervisor not in specs:
-            check.add(f"actor {actor.id!r}", f"supervisor {actor.supervisor!r} is not declared")
+            hint = did_you_mean(actor.supervisor, specs)
+            check.add(f"actor {actor.id!r}", f"supervisor {actor.supervisor!r} is not declared{hint}")
 
 
 def _check_flags(check: _Check, sup: SupervisorSpec) -> None:
@@ -219,8 +226,6 @@ def _compile_actor(
     params, problems = build_params(cls.Params, actor.params)
     for rule in problems:
         check.add(f"{where} / params", rule)
-    if params is None:
-        return None
     return CompiledActor(spec=actor, cls=cls, params=params, host=check.spec.host_of(actor))
 
 
@@ -249,7 +254,8 @@ def _check_input(
     decl = actor.cls.inputs.get(name)
     if decl is None:
         known = ", ".join(sorted(actor.cls.inputs)) or "none"
-        check.add(where, f"kind {_kind_name(actor)} has no input {name!r} (inputs: {known})")
+        hint = did_you_mean(name, actor.cls.inputs)
+        check.add(where, f"kind {_kind_name(actor)} has no input {name!r}{hint} (inputs: {known})")
         return None
     try:
         _check_config(inp.capacity, inp.policy)
@@ -265,15 +271,18 @@ def _check_input(
         check.add(where, f'source must be "actor/output", got {inp.source!r}')
         return None
     if source_id not in actors:
-        if source_id not in {a.id for a in check.spec.actors}:
-            check.add(where, f"source actor {source_id!r} does not exist")
+        ids = [a.id for a in check.spec.actors]
+        if source_id not in ids:
+            check.add(where, f"source actor {source_id!r} does not exist{did_you_mean(source_id, ids)}")
         return None
     source = actors[source_id]
     out = source.cls.outputs.get(output)
     if out is None:
         known = ", ".join(sorted(source.cls.outputs)) or "none"
+        hint = did_you_mean(output, source.cls.outputs)
         check.add(
-            where, f"actor {source_id!r} ({_kind_name(source)}) has no output {output!r} (outputs: {known})"
+            where,
+            f"actor {source_id!r} ({_kind_name(source)}) has no output {output!r}{hint} (outputs: {known})",
         )
         return None
     if not (isinstance(out.type, type) and issubclass(out.type, decl.type)):
@@ -345,5 +354,6 @@ def _check_hosts(check: _Check) -> None:
         if actor.host is not None and actor.host not in declared:
             check.add(
                 f"actor {actor.id!r}",
-                f"host {actor.host!r} is not declared (declare [hosts.{actor.host}]; declared: {', '.join(sorted(declared))})",
+                f"host {actor.host!r} is not declared{did_you_mean(actor.host, declared)} "
+                f"(declare [hosts.{actor.host}]; declared: {', '.join(sorted(declared))})",
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def problems(tmp_path: Path, body: str) -> list[str]:
 def only(tmp_path: Path, body: str) -> str:
     found = problems(tmp_path, body)
     assert len(found) == 1, found
-    assert found[0].startswith(str(tmp_path / "g.toml") + ": ")
+    assert re.match(re.escape(str(tmp_path / "g.toml")) + r"(:\d+)?: ", found[0])
     return found[0]
 
 
@@ -62,7 +63,7 @@ def test_unknown_import_path(tmp_path: Path) -> None:
 
 def test_unknown_param(tmp_path: Path) -> None:
     msg = only(tmp_path, SRC + "params = { rate_hzz = 3 }\n")
-    assert "actor 'src' / params: unknown parameter 'rate_hzz' (known: count, rate_hz, start)" in msg
+    assert "actor 'src' / params: unknown parameter 'rate_hzz'; did you mean 'rate_hz'? (known: count, rate_hz, start)" in msg
 
 
 def test_wrong_param_type(tmp_path: Path) -> None:
@@ -177,5 +178,83 @@ def test_rtrun_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "2 problem(s)" in err and "unknown kind 'warp'" in err and "required input" in err
-    assert main(["check", str(good), "--set", "src.count=oops"]) == 1
+    assert main(["check", str(good), "--set", "src.count=oops"]) == 2  # a bad --set is a usage error
     assert main(["check", str(good), "--set", "nonsense"]) == 2
+
+
+ISSUE_EXAMPLE = """
+[graph]
+name = "t"
+intensity = "lots"
+
+[[actor]]
+id = "cam"
+kind = "camra"
+
+[[actor]]
+id = "src"
+kind = "rtrun.testing:CounterSource"
+params = { rate_hz = "fast" }
+
+[[actor]]
+id = "sink"
+kind = "rtrun.testing:Collector"
+params = { kep = 3 }
+inputs.in = "srcc/out"
+"""
+
+
+def test_check_reports_structural_and_semantic_problems_at_once_with_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad [graph] value, a kind typo, a wrong parameter type, a near-miss parameter and a
+    missing source: every problem in one run, each with its line and a suggestion where one fits;
+    the actor with invalid params still has its input checked."""
+    path = tmp_path / "g.toml"
+    path.write_text(ISSUE_EXAMPLE)
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "invalid graph (5 problem(s))" in err
+    f = str(path)
+    assert f"{f}:4: [graph]: 'intensity' must be int, got str 'lots'" in err
+    assert f"{f}:8: actor 'cam': unknown kind 'camra'; did you mean 'camera'?" in err
+    assert f"{f}:13: actor 'src' / params: parameter 'rate_hz' must be float" in err
+    assert f"{f}:18: actor 'sink' / params: unknown parameter 'kep'; did you mean 'keep'?" in err
+    assert (
+        f"{f}:19: actor 'sink' / input 'in': source actor 'srcc' does not exist; did you mean 'src'?" in err
+    )
+
+
+def test_load_graph_still_raises_on_structure_unless_collecting(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text(ISSUE_EXAMPLE)
+    with pytest.raises(GraphError) as info:
+        load_graph(path)
+    assert [p.line for p in info.value.problems] == [4]
+    spec = load_graph(path, collect=True)
+    assert [str(p.rule) for p in spec.problems] == ["'intensity' must be int, got str 'lots'"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (SRC + '[[actor]]\nid = "sink"\nkind = "rtrun.testing:Collector"\ninputs.inn = "src/out"\n',
+         "has no input 'inn'; did you mean 'in'?"),
+        (SRC + '[[actor]]\nid = "sink"\nkind = "rtrun.testing:Collector"\ninputs.in = "src/outt"\n',
+         "has no output 'outt'; did you mean 'out'?"),
+        (SRC + 'supervisor = "arm"\n[[supervisor]]\nid = "arms"\n',
+         "supervisor 'arm' is not declared; did you mean 'arms'?"),
+        (SRC + "colr = 3\n", "unknown key 'colr'"),
+    ],
+)  # fmt: skip
+def test_near_miss_names_get_a_suggestion(tmp_path: Path, body: str, expected: str) -> None:
+    assert any(expected in p for p in problems(tmp_path, body))
+
+
+def test_set_on_a_near_miss_actor_gets_a_suggestion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text(HEADER + SRC)
+    assert main(["check", str(path), "--set", "scr.rate_hz=3.0"]) == 2
+    assert "no actor 'scr'; did you mean 'src'?" in capsys.readouterr().err
