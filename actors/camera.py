@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,6 +55,12 @@ from ._arms import sim_plant
 from .messages import Frame
 
 __all__ = ["FAKE_CAMERAS", "CameraActor", "CameraFailure", "CameraParams"]
+
+_DRIVER_MODULES: dict[str, Mapping[str, str]] = {
+    "opencv": {"cv2": "pip install 'rtrun[hardware]'"},
+    "mujoco": {"mujoco": "pip install 'rtrun[sim]'"},
+}
+"""Python modules each camera driver imports (``rtrun check`` reports missing ones)."""
 
 FAKE_CAMERAS: dict[str, Any] = {}
 """Fake camera devices by name (persist across actor restarts, like hardware)."""
@@ -209,6 +216,13 @@ class CameraActor(rtrun.Actor):
 
     outputs = {"frames": rtrun.Output(Frame, doc="RGB frames; consume with a latest input")}
     Params = CameraParams
+
+    @classmethod
+    def requirements(cls, params: CameraParams) -> Mapping[str, str]:
+        """OpenCV or MuJoCo for those drivers, unless a synthetic fallback is allowed."""
+        if params.fallback == "synthetic":
+            return {}
+        return _DRIVER_MODULES.get(params.driver, {})
 
     async def run(
         self,

@@ -50,6 +50,7 @@ Design decisions (the brief is silent on them):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,6 +65,14 @@ from ._motor_safety import REJECT_REASONS, CommandFilter, LogLimiter, Rejection,
 from .messages import JointCommand, JointState
 
 __all__ = ["MotorBusActor", "MotorBusFailure", "MotorBusParams"]
+
+_DRIVER_MODULES: dict[str, Mapping[str, str]] = {
+    "feetech": {"serial": "pip install 'rtrun[hardware]'"},
+    "dynamixel": {"serial": "pip install 'rtrun[hardware]'"},
+    "damiao": {"can": "pip install 'rtrun[hardware]'"},
+    "sim": {"mujoco": "pip install 'rtrun[sim]'"},
+}
+"""Python modules each bus driver imports (``rtrun check`` reports missing ones)."""
 
 MAX_COMMANDS_PER_TICK = 64
 """Bound on queued commands merged in one tick (a ``block`` input cannot starve the loop)."""
@@ -290,6 +299,13 @@ class MotorBusActor(rtrun.Actor):
     }
     outputs = {"state": rtrun.Output(JointState, doc="measured joint positions at the control rate")}
     Params = MotorBusParams
+
+    @classmethod
+    def requirements(cls, params: MotorBusParams) -> Mapping[str, str]:
+        """pyserial, python-can or MuJoCo for the chosen driver (the sim may fall back to the fake)."""
+        if params.driver == "sim" and params.sim_fallback == "fake":
+            return {}
+        return _DRIVER_MODULES.get(params.driver, {})
 
     async def run(
         self,

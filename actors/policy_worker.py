@@ -60,7 +60,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -290,6 +290,7 @@ class PolicyWorkerActor(rtrun.Actor):
     }
     outputs = {"replies": rtrun.Output(InferenceReply, doc="chunks (or errors) for every client")}
     Params = PolicyWorkerParams
+    requires: ClassVar[Mapping[str, str]] = {"torch": "pip install 'rtrun[torch]'"}
 
     async def run(
         self,

@@ -69,9 +69,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import numpy as np
@@ -185,6 +186,10 @@ class RecorderActor(Actor):
         "control": Input(EpisodeControl, required=False, doc="start/save/discard/set_task/reset"),
     }
     Params = RecorderParams
+    requires: ClassVar[Mapping[str, str]] = {
+        "pyarrow": "pip install 'rtrun[record]'",
+        "av": "pip install 'rtrun[record]'",
+    }
 
     def __init__(self) -> None:
         self._streams: list[_Stream] = []

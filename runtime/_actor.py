@@ -119,6 +119,16 @@ class Actor:
     """Declared outputs of this kind."""
     Params: ClassVar[type[Any]] = NoParams
     """Parameter schema: a frozen, keyword-only dataclass."""
+    requires: ClassVar[Mapping[str, str]] = {}
+    """Python modules this kind imports when it runs, each with its install hint, e.g.
+    ``{"torch": "pip install 'rtrun[torch]'"}``; ``rtrun check`` and ``rtrun run`` report the
+    missing ones before anything starts."""
+
+    @classmethod
+    def requirements(cls, params: Any) -> Mapping[str, str]:
+        """The modules needed with these ``params`` (default: :attr:`requires`); a kind whose
+        needs depend on a parameter (a driver choice) overrides this."""
+        return cls.requires
 
     async def run(self, ctx: ActorContext[Any], *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """The actor's body. Call ``task_status.started()`` once ready; return or raise to end."""

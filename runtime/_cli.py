@@ -33,6 +33,7 @@ from ._graph import load_graph
 from ._launch import CompiledGraph, Graph, GraphStatus, compile_source, open_graph
 from ._logs import LOG_FORMATS, setup_logging
 from ._params import parse_override
+from ._validate import missing_requirements
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -189,6 +190,8 @@ def _check(path: str, overrides: list[tuple[str, str, Any]]) -> int:
     print(
         f"{path}: ok ({len(compiled.actors)} actors, {len(compiled.edges)} channels, hosts: {', '.join(hosts)})"
     )
+    for problem in missing_requirements(compiled):  # a warning: the host may be another machine
+        print(f"warning: {problem}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -257,6 +260,10 @@ def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int
             file=sys.stderr,
         )
         return EXIT_USAGE
+    missing = missing_requirements(compiled, None if args.isolate else args.host)
+    if missing:
+        print(GraphError(missing), file=sys.stderr)
+        return EXIT_INVALID
     backend, options = _backend(args.loop)
     state = _RunState()
     if args.isolate:

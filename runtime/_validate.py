@@ -19,8 +19,9 @@ prints *all* problems at once. Rules:
 
 from __future__ import annotations
 
+import importlib.util
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -33,7 +34,7 @@ from ._params import build_params, describe_type
 from ._suggest import did_you_mean
 from ._toml_lines import line_of
 
-__all__ = ["CompiledActor", "CompiledGraph", "Edge", "compile_graph"]
+__all__ = ["CompiledActor", "CompiledGraph", "Edge", "compile_graph", "missing_requirements"]
 
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 RESTART_TYPES: Final = ("permanent", "transient", "temporary")
@@ -357,3 +358,27 @@ def _check_hosts(check: _Check) -> None:
                 f"host {actor.host!r} is not declared{did_you_mean(actor.host, declared)} "
                 f"(declare [hosts.{actor.host}]; declared: {', '.join(sorted(declared))})",
             )
+
+
+def missing_requirements(compiled: CompiledGraph, hosts: Collection[str] | None = None) -> list[GraphProblem]:
+    """What the actors placed on ``hosts`` (default: every host) need and this Python lacks:
+    one problem per module a kind declares (:meth:`rtrun.Actor.requirements`) that cannot be
+    imported here, with the kind's install hint."""
+    problems = []
+    for actor in compiled.actors.values():
+        if hosts is not None and actor.host not in hosts:
+            continue
+        for module, hint in actor.cls.requirements(actor.params).items():
+            if not _importable(module):
+                where = f"actor {actor.spec.id!r}"
+                rule = f"kind {_kind_name(actor)} needs the Python module {module!r}, not installed here ({hint})"
+                line = line_of(compiled.spec.lines, where, "kind")
+                problems.append(GraphProblem(file=compiled.spec.file, where=where, rule=rule, line=line))
+    return problems
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing, or a broken install
+        return False
