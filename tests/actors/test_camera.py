@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from rtrun.actors.camera import FAKE_CAMERAS, CameraActor, CameraParams
 from rtrun.actors.messages import Frame
 from rtrun.drivers.synthetic_camera import decode_frame_counter
 
+REPO = Path(__file__).resolve().parents[2]
 AUTOJUMP_S = 0.02
 """Real idle time before the virtual clock jumps (longer than a frame read in a worker thread)."""
 
@@ -124,3 +128,131 @@ def test_params_validation() -> None:
         CameraParams(fake_faults={"x": "boom"})
     with pytest.raises(ValueError, match="width and height"):
         CameraParams(width=0)
+
+
+# ------------------------------------------------------------------------------- MuJoCo fallback (issue 16)
+
+
+class RenderlessMujocoCamera:
+    """Stands in for ``MujocoCamera`` on a machine whose GL backend fails at the first render
+    (a context that ``connect`` could not detect): every ``read`` raises ``SimRenderError``."""
+
+    def __init__(self, plant: object, *, camera: object, width: int, height: int, fps: float) -> None:
+        from rtrun.drivers.camera import CameraInfo
+
+        self.info = CameraInfo(source="mujoco:-1", width=width, height=height, fps=fps)
+        self.is_connected = False
+
+    def connect(self) -> None:
+        self.is_connected = True
+
+    def read(self) -> np.ndarray:
+        from rtrun.drivers.mujoco_so101 import SimRenderError
+
+        raise SimRenderError("EGL: eglMakeCurrent failed (no EGL device)")
+
+    def disconnect(self) -> None:
+        self.is_connected = False
+
+
+@pytest.fixture
+def renderless_mujoco(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rtrun.actors.camera as camera_module
+    import rtrun.drivers.mujoco_so101 as mujoco_driver
+
+    monkeypatch.setattr(mujoco_driver, "MujocoCamera", RenderlessMujocoCamera)
+    monkeypatch.setattr(camera_module, "sim_plant", lambda name: object())
+
+
+MUJOCO_PARAMS = {"driver": "mujoco", "fps": 20.0, "width": 64, "height": 48}
+
+
+@pytest.mark.usefixtures("renderless_mujoco")
+async def test_mujoco_render_failure_falls_back_once(caplog: pytest.LogCaptureFixture) -> None:
+    """fallback = 'synthetic' also covers a backend that fails at the first frame, not only at open."""
+    caplog.set_level("WARNING", logger="rtrun")
+    async with rtrun.open_graph(spec({**MUJOCO_PARAMS, "fallback": "synthetic"})) as graph:
+        got = await frames(graph, 10)
+        status = graph.context("cam").status
+        assert graph.context("cam").restarts == 0
+    counters = [decode_frame_counter(f.image) for f in got]
+    assert counters == list(range(counters[0], counters[0] + 10))  # the synthetic pattern flows
+    assert status["source"] == "synthetic" and status["fallback"] == "synthetic"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "eglMakeCurrent" in warnings[0].getMessage() and "synthetic" in warnings[0].getMessage()
+
+
+@pytest.mark.usefixtures("renderless_mujoco")
+async def test_mujoco_render_failure_without_fallback_fails_clearly(caplog: pytest.LogCaptureFixture) -> None:
+    """fallback = 'none': the start fails, and the failure names the camera and the driver's error.
+    (On trio the launcher re-raises it as "child exited without calling task_status.started()",
+    so the supervisor's start_failed report is checked.)"""
+    with pytest.raises(Exception):  # noqa: B017, PT011 -- the start failure, however the launcher wraps it
+        async with rtrun.open_graph(spec({**MUJOCO_PARAMS, "fallback": "none"})):
+            pytest.fail("must not start")
+    reports = [r.getMessage() for r in caplog.records if "start_failed" in r.getMessage()]
+    assert reports and all("CameraFailure" in m and "eglMakeCurrent" in m for m in reports), reports
+
+
+NO_EGL_SITECUSTOMIZE = '''
+import ctypes
+_load = ctypes.CDLL.__init__
+def _no_egl(self, name, *args, **kwargs):
+    if name and "libEGL" in str(name):  # a machine without libEGL: dlopen fails
+        raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+    _load(self, name, *args, **kwargs)
+ctypes.CDLL.__init__ = _no_egl
+'''
+NO_EGL_SCRIPT = """
+import logging, sys, anyio, rtrun
+from rtrun.actors.camera import CameraActor
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+params = {"driver": "mujoco", "fps": 20.0, "width": 64, "height": 48, "fallback": sys.argv[1]}
+spec = rtrun.GraphSpec(
+    name="cam",
+    actors=(rtrun.ActorSpec(id="cam", kind=CameraActor, params=params),),
+    root=rtrun.SupervisorSpec(id="root", parent=None, intensity=0, period_s=10.0),
+)
+async def main():
+    async with rtrun.open_graph(spec) as graph:
+        tap = graph.receiver("cam/frames", capacity=8, policy="drop_oldest")
+        for _ in range(5):
+            frame = await tap.receive()
+        print("frames", frame.image.shape, graph.context("cam").status["source"])
+anyio.run(main)
+"""
+
+
+def run_without_egl(tmp_path: Path, fallback: str) -> subprocess.CompletedProcess[str]:
+    """The camera graph in a fresh interpreter with ``MUJOCO_GL=egl`` and no loadable libEGL."""
+    pytest.importorskip("mujoco", reason="the sim extra is not installed")
+    (tmp_path / "sitecustomize.py").write_text(NO_EGL_SITECUSTOMIZE)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY")}
+    env.update(MUJOCO_GL="egl", PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    return subprocess.run(
+        [sys.executable, "-c", NO_EGL_SCRIPT, fallback],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+
+
+@pytest.mark.slow
+def test_mujoco_gl_egl_without_egl_falls_back(tmp_path: Path) -> None:
+    result = run_without_egl(tmp_path, "synthetic")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "frames (48, 64, 3) synthetic"
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1, result.stderr[-3000:]
+    assert "MUJOCO_GL=egl" in warnings[0] and "synthetic" in warnings[0], warnings
+
+
+@pytest.mark.slow
+def test_mujoco_gl_egl_without_egl_fails_clearly_without_fallback(tmp_path: Path) -> None:
+    result = run_without_egl(tmp_path, "none")
+    assert result.returncode != 0
+    assert "CameraFailure: camera 'cam'" in result.stderr, result.stderr[-3000:]
+    assert "MUJOCO_GL=egl" in result.stderr and "osmesa" in result.stderr, result.stderr[-3000:]
