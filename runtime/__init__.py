@@ -24,6 +24,7 @@ from ._errors import ActorError as ActorError
 from ._errors import ActorStateError as ActorStateError
 from ._errors import ChannelError as ChannelError
 from ._errors import CodecError as CodecError
+from ._errors import ConfigurationError as ConfigurationError
 from ._errors import DecodeError as DecodeError
 from ._errors import EncodeError as EncodeError
 from ._errors import EscalationError as EscalationError
@@ -80,6 +81,7 @@ __all__ = [
     "ClockError",
     "CodecError",
     "CompiledGraph",
+    "ConfigurationError",
     "DecodeError",
     "EncodeError",
     "EscalationError",

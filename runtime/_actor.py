@@ -230,17 +230,31 @@ class ActorContext(Generic[P]):
 
         ``with ctx.cleanup(2.0): await ...`` runs even while the actor is being cancelled, for at
         most ``timeout`` seconds; the supervisor's hard stop (after the shutdown timeout) cancels
-        it too, so a cleanup can never hang a shutdown.
+        it too, so a cleanup can never hang a shutdown. A cleanup cut short (hard stop, timeout)
+        or skipped is logged as a warning on the actor's logger, so after a forced stop the log
+        still says, per actor, that its safe state was *not* confirmed.
         """
         deadline = anyio.current_time() + timeout if math.isfinite(timeout) else math.inf
+        skipped = self._hard_stopped  # the hard stop came before this cleanup began: skip it
         with CancelScope(shield=True, deadline=deadline) as scope:
-            if self._hard_stopped:  # the hard stop came before this cleanup began: skip it
+            if skipped:
                 scope.cancel()
             self._cleanup_scopes.add(scope)
             try:
                 yield scope
             finally:
                 self._cleanup_scopes.discard(scope)
+        if scope.cancelled_caught:
+            self._report_cut_cleanup(skipped, timeout)
+
+    def _report_cut_cleanup(self, skipped: bool, timeout: float) -> None:
+        if skipped:
+            how = "skipped: the hard stop came before it began"
+        elif self._hard_stopped:
+            how = "cut short by the hard stop"
+        else:
+            how = f"cut short by its {timeout:g} s timeout"
+        self.log.warning("cleanup %s: safe state NOT confirmed", how)
 
     def _begin_run(self) -> None:
         """The actor (re)starts: cleanups may run again, and outputs closed when it terminated reopen."""

@@ -3,16 +3,29 @@
 Exit codes (stable, documented in the README):
 
 =====  ==========================================================================
-0      clean stop: ``--duration`` elapsed, Ctrl-C/SIGTERM, or every actor ended
+0      clean stop: ``--duration`` elapsed, Ctrl-C/SIGTERM (also during start-up), or
+       every actor ended
 1      invalid graph (``rtrun check`` or ``rtrun run``): nothing was started
 2      usage error (bad arguments, bad ``--set``)
-3      failure: the root supervisor escalated, or an actor failed to start
+3      failure: the root supervisor escalated, an actor failed to start, or an actor
+       raised ``ConfigurationError`` (a deterministic mismatch, never restarted)
 130    forced stop: a second Ctrl-C/SIGTERM cut the graceful shutdown short
 =====  ==========================================================================
 
 The first Ctrl-C (or SIGTERM) requests a graceful stop: actors stop in reverse start order,
 each within its ``shutdown_timeout_s`` (hardware cleanup runs shielded). A second one during
-that shutdown hard-stops every actor, cleanups included.
+that shutdown hard-stops every actor, cleanups included; an actor whose cleanup was cut short
+logs that its safe state was not confirmed.
+
+During start-up the first signal aborts the start at once (the launcher holds the graph's
+handle before it is ready): the actor that is starting is cancelled, its shielded cleanup runs,
+no later actor starts (a motor bus after it is never connected nor torque-enabled), the started
+ones stop in reverse order, and the exit code is 0 (a stop on request is a clean stop; the
+summary says ``start-up aborted``). A second signal forces the fast stop at once (exit 130).
+Without this, a hung start would ignore every signal until its ``start_timeout_s``.
+
+A failure is reported once: the actor's traceback by its supervisor, then one line here saying
+why the graph ended (``failed to start`` only when it never became ready).
 """
 
 from __future__ import annotations
@@ -28,9 +41,9 @@ from typing import Any
 
 import anyio
 
-from ._errors import GraphError, RtrunError
+from ._errors import ConfigurationError, EscalationError, GraphError, RtrunError
 from ._graph import load_graph
-from ._launch import CompiledGraph, Graph, GraphStatus, compile_source, open_graph
+from ._launch import CompiledGraph, Graph, GraphStatus, compile_source
 from ._logs import LOG_FORMATS, setup_logging
 from ._params import parse_override
 from ._validate import missing_requirements
@@ -213,7 +226,7 @@ def _kinds(names: Sequence[str]) -> int:
     code = EXIT_OK
     for name in names or available_kinds():
         try:
-            cls = resolve_kind(name)
+            cls = resolve_kind(name, search_path=".")  # like `python -m`: the current directory
         except KindError as exc:
             print(f"{name}: {exc}", file=sys.stdout if not names else sys.stderr)
             code = EXIT_USAGE if names else code
@@ -243,6 +256,12 @@ class _RunState:
     hard_stop: Any = None
     forced: bool = False
     signals: int = 0
+    startup: anyio.CancelScope | None = None
+    """Encloses the graph's start: a first signal during start-up cancels it."""
+    started: bool = False
+    """The graph reported ready (every local actor started)."""
+    aborted: bool = False
+    """A signal aborted the start-up."""
 
 
 def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int:
@@ -270,14 +289,35 @@ def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int
         return _run_isolated(compiled, args, state, backend, options)
     try:
         status = anyio.run(_run_async, compiled, args, state, backend=backend, backend_options=options)
-    except RtrunError as exc:
-        log.error("graph failed: %s", exc)
+    except Exception as exc:
+        _report_failure(compiled.spec.name, _unwrap(exc), started=state.started)
         return EXIT_FAILURE
-    except Exception as exc:  # an actor failed to start: report it, exit with the failure code
-        log.error("graph failed to start: %r", exc)
-        return EXIT_FAILURE
-    print(_summary(status, "forced" if state.forced else "clean"), file=sys.stderr)
+    how = "forced" if state.forced else "start-up aborted" if state.aborted else "clean"
+    print(_summary(status, how), file=sys.stderr)
     return EXIT_FORCED if state.forced else EXIT_OK
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The exception inside task-group wrappers holding a single one."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _report_failure(name: str, exc: BaseException, *, started: bool) -> None:
+    """Say once why the graph ended with exit 3: the actor's traceback was already logged by its
+    supervisor, so only an unexpected error (a runtime bug) gets a traceback here."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ConfigurationError):
+        log.error(
+            "graph %r stopped by a configuration error (not restarted, it cannot succeed): %s", name, exc
+        )
+    elif isinstance(exc, EscalationError):
+        log.error("graph %r failed: %s", name, exc)
+    elif not started:
+        log.error("graph %r failed to start: %s", name, text)
+    else:
+        log.error("graph %r failed: %s", name, text, exc_info=exc)
 
 
 def _backend(loop: str) -> tuple[str, dict[str, Any]]:
@@ -295,21 +335,31 @@ def _backend(loop: str) -> tuple[str, dict[str, Any]]:
 
 
 async def _run_async(compiled: Any, args: argparse.Namespace, state: _RunState) -> GraphStatus:
+    graph = state.graph = Graph(compiled, frozenset(args.host) if args.host else None)
     async with anyio.create_task_group() as tg:
         stop = anyio.Event()
         tg.start_soon(_watch_signals, state, stop)
         try:
-            async with open_graph(compiled, hosts=args.host) as graph:
-                state.graph = graph
-                log.info("graph %r running (%d actors)", graph.name, len(graph.status().actors))
-                with anyio.move_on_after(args.duration if args.duration is not None else math.inf):
-                    async with anyio.create_task_group() as waiters:
-                        waiters.start_soon(_cancel_after, graph.wait(), waiters.cancel_scope)
-                        waiters.start_soon(_cancel_after, stop.wait(), waiters.cancel_scope)
-                log.info("stopping graph %r", graph.name)
+            with anyio.CancelScope() as state.startup:
+                async with graph._running():
+                    state.started = True
+                    log.info("graph %r running (%d actors)", graph.name, len(graph.status().actors))
+                    await _until_stopped(graph, stop, args.duration)
+                    log.info("stopping graph %r", graph.name)
+            if state.startup.cancelled_caught:
+                state.aborted = True
+                log.warning("graph %r: start-up aborted, started actors stopped", graph.name)
             return graph.status()
         finally:
             tg.cancel_scope.cancel()
+
+
+async def _until_stopped(graph: Graph, stop: anyio.Event, duration: float | None) -> None:
+    """Wait until the graph ends by itself, a signal, or ``--duration``."""
+    with anyio.move_on_after(duration if duration is not None else math.inf):
+        async with anyio.create_task_group() as waiters:
+            waiters.start_soon(_cancel_after, graph.wait(), waiters.cancel_scope)
+            waiters.start_soon(_cancel_after, stop.wait(), waiters.cancel_scope)
 
 
 async def _cancel_after(awaitable: Any, scope: anyio.CancelScope) -> None:
@@ -322,8 +372,7 @@ async def _watch_signals(state: _RunState, stop: anyio.Event) -> None:
         async for signum in signals:
             state.signals += 1
             if state.signals == 1:
-                log.warning("%s: stopping gracefully (again to force)", signal.Signals(signum).name)
-                stop.set()
+                _first_signal(state, stop, signal.Signals(signum).name)
             else:
                 log.warning("%s: forcing a fast stop", signal.Signals(signum).name)
                 state.forced = True
@@ -331,6 +380,19 @@ async def _watch_signals(state: _RunState, stop: anyio.Event) -> None:
                     state.graph.hard_stop()
                 if state.hard_stop is not None:
                     state.hard_stop()
+
+
+def _first_signal(state: _RunState, stop: anyio.Event, name: str) -> None:
+    """Graceful stop; during start-up, abort the start: no further actor starts, the starting
+    one is cancelled (its shielded cleanup runs), the started ones stop in reverse order."""
+    starting = state.graph is not None and not state.started and state.startup is not None
+    if starting:
+        log.warning("%s during start-up: aborting the start-up (again to force)", name)
+        assert state.startup is not None
+        state.startup.cancel()
+    else:
+        log.warning("%s: stopping gracefully (again to force)", name)
+    stop.set()
 
 
 def _run_isolated(

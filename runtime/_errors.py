@@ -15,7 +15,8 @@ call could not complete). Everything rtrun raises itself derives from :class:`Rt
     ├── ChannelError               invalid channel configuration (capacity/policy)
     ├── ActorError
     │   ├── ActorStateError        an illegal lifecycle transition was requested (a runtime bug)
-    │   └── ParamsError            actor parameters do not match the kind's schema
+    │   └── ConfigurationError     the deployment is wrong: no restart can help (never restarted)
+    │       └── ParamsError        actor parameters do not match the kind's schema
     ├── SupervisionError
     │   └── EscalationError        a supervisor exceeded its restart intensity and gave up
     ├── GraphError                 a graph file/spec is invalid (carries every problem found)
@@ -23,6 +24,11 @@ call could not complete). Everything rtrun raises itself derives from :class:`Rt
     └── InternalError              a bug in rtrun itself; please report it
 
 Error classes build their message from their fields, so the message always states the rule.
+
+:class:`ConfigurationError` is the one exception that changes supervision: an actor raising it
+(a contract mismatch, a bad parameter, a dataset with other features...) says the failure is
+deterministic, so its supervisor does not restart it (no restart intensity is spent on it),
+reports it once and stops the graph (``rtrun run`` exits 3).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ __all__ = [
     "ActorStateError",
     "ChannelError",
     "CodecError",
+    "ConfigurationError",
     "DecodeError",
     "EncodeError",
     "EscalationError",
@@ -99,7 +106,21 @@ class ActorStateError(ActorError):
         self.requested = requested
 
 
-class ParamsError(ActorError, ValueError):
+class ConfigurationError(ActorError):
+    """A failure no restart can fix: the graph, the parameters or the hardware do not fit.
+
+    Raise it from an actor for a deterministic mismatch (a policy whose action names differ from
+    the robot's joints, a dataset recorded with other features, an unknown driver option). Its
+    supervisor does not restart the actor, reports the error once and stops; the error then
+    stops the whole graph (``open_graph`` raises it, ``rtrun run`` exits 3). A transient fault
+    (a USB hiccup, a timeout) must stay an ordinary exception, which is restarted.
+    """
+
+    actor: str | None = None
+    """The actor that raised it (set by its supervisor when the actor did not)."""
+
+
+class ParamsError(ConfigurationError, ValueError):
     """Actor parameters do not match the schema of the actor's kind."""
 
 

@@ -315,6 +315,34 @@ class Graph:
         for tap in self._taps:
             tap.close()
 
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """Start the graph, run the body, stop the graph (the body of :func:`open_graph`).
+
+        Separate from :func:`open_graph` so that ``rtrun run`` holds the handle *during*
+        start-up: a signal then cancels the start (an enclosing cancel scope) or hard-stops it.
+        Cancelled during start-up, the actor that is starting is cancelled, no later actor
+        starts, and the started ones stop in reverse order (the supervisor's shutdown).
+        """
+        error: BaseException | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._cancel = tg.cancel_scope
+                try:
+                    await tg.start(self._run)
+                    self._state = "running"
+                    yield
+                except Exception as exc:  # re-raised below, outside the task group
+                    error = exc
+                tg.cancel_scope.cancel()
+        finally:
+            await self._transport.aclose()
+            self._close_ports()
+        if error is not None:
+            raise error
+        if self.failure is not None:
+            raise self.failure
+
     # ---------------------------------------------------------------- public API
 
     async def wait(self) -> None:
@@ -450,29 +478,18 @@ async def open_graph(
         overrides: ``(actor, param, value)`` triples (``rtrun run --set``).
         hosts: run only the actors placed on these hosts (default: every host).
 
+    Cancelling the ``async with`` during start-up aborts the start where it stands: the actor
+    that is starting is cancelled (its shielded cleanup runs, bounded by its shutdown timeout),
+    no later actor starts, and the started ones stop in reverse order.
+
     Raises:
         GraphError: the graph is invalid (nothing was started).
         EscalationError: the root supervisor gave up (the body was cancelled, actors stopped).
+        ConfigurationError: an actor raised it (not restarted; the graph stopped).
         Exception: an actor failed to start (already started actors were stopped).
     """
     graph = Graph(
         compile_source(source, kinds=kinds, overrides=overrides), frozenset(hosts) if hosts else None
     )
-    error: BaseException | None = None
-    try:
-        async with anyio.create_task_group() as tg:
-            graph._cancel = tg.cancel_scope
-            try:
-                await tg.start(graph._run)
-                graph._state = "running"
-                yield graph
-            except Exception as exc:  # re-raised below, outside the task group
-                error = exc
-            tg.cancel_scope.cancel()
-    finally:
-        await graph._transport.aclose()
-        graph._close_ports()
-    if error is not None:
-        raise error
-    if graph.failure is not None:
-        raise graph.failure
+    async with graph._running():
+        yield graph

@@ -9,6 +9,7 @@ from ._actors import Count as Count
 from ._actors import CounterSource as CounterSource
 from ._actors import Crasher as Crasher
 from ._actors import Relay as Relay
+from ._actors import SlowStart as SlowStart
 from ._conformance import SCENARIOS as SCENARIOS
 from ._conformance import ChannelFactory as ChannelFactory
 from ._conformance import ConformanceOptions as ConformanceOptions
@@ -26,6 +27,7 @@ __all__ = [
     "CounterSource",
     "Crasher",
     "Relay",
+    "SlowStart",
     "check_channel",
     "memory_channel_factory",
     "message_strategy",

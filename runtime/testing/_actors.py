@@ -20,7 +20,7 @@ from .._clock import Ticker
 from .._message import Message, message
 from .._ports import Input, Output
 
-__all__ = ["JOURNAL", "Collector", "Count", "CounterSource", "Crasher", "Relay"]
+__all__ = ["JOURNAL", "Collector", "Count", "CounterSource", "Crasher", "Relay", "SlowStart"]
 
 JOURNAL: deque[str] = deque(maxlen=10_000)
 """``"start <id>"`` / ``"stop <id>"`` entries appended by every test actor (bounded)."""
@@ -158,3 +158,38 @@ class Crasher(_Journaled):
                 with ctx.cleanup(math.inf):
                     await anyio.sleep(ctx.params.ignore_cancel_s)
         raise RuntimeError(f"{ctx.id}: crashing after {ctx.params.crash_after_s} s")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlowStartParams:
+    """Parameters of :class:`SlowStart`."""
+
+    start_delay_s: float = 1.0
+    """How long the start takes before ``task_status.started()`` (``inf``: a hung start)."""
+    cleanup_s: float = 0.0
+    """How long the shielded cleanup takes (like a motor bus reaching its safe state)."""
+    cleanup_timeout_s: float = 2.0
+    """Bound of the shielded cleanup (``ctx.cleanup``)."""
+
+
+class SlowStart(_Journaled):
+    """Takes ``start_delay_s`` to become ready, then idles; its shielded cleanup logs each step.
+
+    Stands in for hardware with a slow start (a motor bus connecting, a policy loading): the
+    cleanup logs ``cleanup begins`` and then ``safe state reached`` once ``cleanup_s`` elapsed.
+    """
+
+    Params = SlowStartParams
+
+    async def body(self, ctx: ActorContext[SlowStartParams], task_status: TaskStatus[None]) -> None:
+        try:
+            ctx.log.info("starting (ready in %g s)", ctx.params.start_delay_s)
+            await anyio.sleep(ctx.params.start_delay_s)
+            task_status.started()
+            await anyio.sleep(math.inf)
+        finally:
+            with ctx.cleanup(ctx.params.cleanup_timeout_s):
+                ctx.log.info("cleanup begins")
+                JOURNAL.append(f"cleanup {ctx.id}")
+                await anyio.sleep(ctx.params.cleanup_s)
+                ctx.log.info("safe state reached")
