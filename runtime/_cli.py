@@ -307,17 +307,15 @@ def _unwrap(exc: BaseException) -> BaseException:
 def _report_failure(name: str, exc: BaseException, *, started: bool) -> None:
     """Say once why the graph ended with exit 3: the actor's traceback was already logged by its
     supervisor, so only an unexpected error (a runtime bug) gets a traceback here."""
-    text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ConfigurationError):
-        log.error(
-            "graph %r stopped by a configuration error (not restarted, it cannot succeed): %s", name, exc
-        )
+        how = "stopped" if started else "failed to start"
+        log.error("graph %r %s: configuration error in actor %r, not retried: %s", name, how, exc.actor, exc)
     elif isinstance(exc, EscalationError):
         log.error("graph %r failed: %s", name, exc)
     elif not started:
-        log.error("graph %r failed to start: %s", name, text)
+        log.error("graph %r failed to start: %s: %s", name, type(exc).__name__, exc)
     else:
-        log.error("graph %r failed: %s", name, text, exc_info=exc)
+        log.error("graph %r failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
 
 
 def _backend(loop: str) -> tuple[str, dict[str, Any]]:

@@ -49,17 +49,23 @@ deterministic. Outcomes carry the child's *incarnation*, so an exit recorded by 
 that was since stopped or replaced is ignored. When no child is left running or restarting,
 ``run`` returns normally (OTP ``auto_shutdown`` with every child significant).
 
+A child that raises :class:`ConfigurationError` (at start or later, whatever its restart type)
+failed deterministically: no restart can help, so none is attempted and none is counted. The
+supervisor reports it (``gave_up``), stops every child in reverse order and raises the error to
+its parent, which does the same: the error stops the whole graph. (OTP has no such reason; it
+would burn the intensity on identical crashes and escalate with a less useful message.)
+
 Every decision is a structured :class:`SupervisorEvent` (kept in a bounded ring, passed to
 ``on_event`` and logged): ``started``, ``exited``, ``restarting``, ``start_failed``, ``killed``,
-``escalated``, ``stopped``, and ``terminated`` (the child ended and its own exit restarts
-nothing: the launcher closes its outputs, reopened if a group restart brings it back).
+``escalated``, ``gave_up``, ``stopped``, and ``terminated`` (the child ended and its own exit
+restarts nothing: the launcher closes its outputs, reopened if a group restart brings it back).
+How events reach the log (a failure's traceback once, identical repeats summarised) is
+:mod:`rtrun._supervisor_reports`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,8 +76,9 @@ from anyio import CancelScope, Event
 from anyio.abc import TaskGroup, TaskStatus
 
 from ._actor import ActorState, Lifecycle
-from ._errors import EscalationError, InternalError
+from ._errors import ConfigurationError, EscalationError, InternalError
 from ._restart import Backoff, BackoffDelays, RestartWindow
+from ._supervisor_reports import FailureLog, SupervisorEvent, describe, format_tb, leaf
 
 __all__ = [
     "ChildSpec",
@@ -92,8 +99,6 @@ EVENT_HISTORY: Final = 1000
 """Supervisor events kept for telemetry (a bounded ring; older events are forgotten)."""
 STUCK_WAIT_S: Final = 5.0
 """After a hard stop, how long to wait before reporting a child as stuck (then wait on)."""
-
-log = logging.getLogger("rtrun.supervisor")
 
 
 @final
@@ -134,27 +139,6 @@ class SupervisorFlags:
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SupervisorEvent:
-    """One supervision decision, for telemetry and logs."""
-
-    kind: str
-    """``started`` | ``exited`` | ``restarting`` | ``start_failed`` | ``killed`` | ``escalated`` | ``stopped`` | ``terminated``."""
-    supervisor: str
-    """Id of the supervisor that decided."""
-    child: str | None
-    """Child concerned (None for supervisor-wide events)."""
-    reason: str
-    """``normal``, ``shutdown``, or the exception's repr."""
-    traceback: str | None
-    """Formatted traceback of a failure, else None."""
-    restarts: int
-    """The child's restart count after this event."""
-    time: float
-    """Runtime clock (``anyio.current_time()``)."""
-
-
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ChildStatus:
     """A node of the supervision tree as reported by :meth:`Supervisor.tree`."""
 
@@ -179,8 +163,12 @@ class _Outcome:
     incarnation: int
     kind: Literal["normal", "failure", "retry"]
     reason: str
-    traceback: str | None = None
+    exc: BaseException | None = None
     time: float = field(default_factory=anyio.current_time)
+
+    @property
+    def fatal(self) -> ConfigurationError | None:
+        return _fatal(self.exc)
 
 
 @dataclass(eq=False, slots=True)
@@ -259,6 +247,7 @@ class Supervisor:
         self._tg: TaskGroup | None = None
         self._wakeup = Event()
         self._hard = False
+        self._failures = FailureLog()
 
     # ------------------------------------------------------------------ public API
 
@@ -295,6 +284,7 @@ class Supervisor:
             finally:
                 with CancelScope(shield=True):
                     await self._stop_all()
+                self._failures.flush_all(anyio.current_time())
                 self._tg = None
         if error is not None:
             raise error
@@ -348,27 +338,18 @@ class Supervisor:
             strategy=nested.strategy if nested else None,
         )
 
-    def _emit(self, kind: str, child: _Child | None, reason: str, tb: str | None = None) -> None:
+    def _emit(self, kind: str, child: _Child | None, reason: str, exc: BaseException | None = None) -> None:
         event = SupervisorEvent(
             kind=kind,
             supervisor=self.id,
             child=child.spec.id if child else None,
             reason=reason,
-            traceback=tb,
+            traceback=format_tb(exc) if exc is not None else None,
             restarts=child.restarts if child else 0,
             time=anyio.current_time(),
         )
         self.events.append(event)
-        level = (
-            logging.WARNING
-            if kind in ("exited", "start_failed", "killed") and reason != "normal"
-            else logging.INFO
-        )
-        if kind == "escalated":
-            level = logging.ERROR
-        log.log(
-            level, "%s/%s %s: %s", self.id, event.child or "-", kind, reason, extra={"rtrun_event": event}
-        )
+        self._failures.report(event, exc)
         if self._on_event is not None:
             self._on_event(event)
 
@@ -379,6 +360,8 @@ class Supervisor:
             try:
                 await self._start_child(child)
             except _StartFailed as failed:
+                if (fatal := _fatal(failed.exc)) is not None:
+                    self._give_up(child, fatal)
                 raise failed.exc from None
 
     async def _start_child(self, child: _Child) -> None:
@@ -407,8 +390,8 @@ class Supervisor:
             watchdog.cancel_scope.cancel()
         if signal.error is not None:
             child.lifecycle.to(ActorState.FAILED)
-            child.last_exit = _describe(signal.error)
-            self._emit("start_failed", child, child.last_exit, _format_tb(signal.error))
+            child.last_exit = describe(signal.error)
+            self._emit("start_failed", child, child.last_exit, signal.error)
             raise _StartFailed(child, signal.error) from signal.error
         self._emit("started", child, "ready")
 
@@ -468,6 +451,8 @@ class Supervisor:
             await self._restart_for(child)
             return
         self._record_exit(child, outcome)
+        if outcome.fatal is not None:
+            await self._stop_and_raise(child, outcome.fatal)
         if child.spec.restart == "temporary":
             self._remove(child)
             return
@@ -479,7 +464,7 @@ class Supervisor:
     def _record_exit(self, child: _Child, outcome: _Outcome) -> None:
         child.last_exit = outcome.reason
         child.lifecycle.to(ActorState.FAILED if outcome.kind == "failure" else ActorState.STOPPED)
-        self._emit("exited", child, outcome.reason, outcome.traceback)
+        self._emit("exited", child, outcome.reason, outcome.exc)
 
     def _restart_group(self, child: _Child) -> list[_Child]:
         strategy = self.flags.strategy
@@ -508,6 +493,8 @@ class Supervisor:
             for child in group:
                 await self._start_child(child)
         except _StartFailed as failed:
+            if (fatal := _fatal(failed.exc)) is not None:
+                await self._stop_and_raise(failed.child, fatal)
             failed.child.pending = _Outcome(failed.child.incarnation, "retry", "try again")
             self._wakeup.set()
 
@@ -522,8 +509,21 @@ class Supervisor:
             return
         await anyio.sleep(self._delays.delay(len(self._window) - 1))
 
+    def _give_up(self, cause: _Child, exc: ConfigurationError) -> None:
+        """Report a ``ConfigurationError`` once: no restart, this supervisor stops."""
+        if exc.actor is None:
+            exc.actor = cause.spec.id
+        self._emit("gave_up", cause, f"configuration error in {exc.actor!r}: not restarted")
+
+    async def _stop_and_raise(self, cause: _Child, exc: ConfigurationError) -> None:
+        self._give_up(cause, exc)
+        with CancelScope(shield=True):
+            await self._stop_all()
+        raise exc
+
     async def _escalate(self, cause: _Child) -> None:
         self.escalations += 1
+        self._failures.flush_all(anyio.current_time())
         self._emit(
             "escalated", cause, f"more than {self.flags.intensity} restarts in {self.flags.period:g} s"
         )
@@ -586,15 +586,10 @@ def _exit_outcome(child: _Child, incarnation: int, exc: Exception) -> _Outcome:
     nested = child.spec.supervisor
     if nested is not None and isinstance(exc, EscalationError) and exc.supervisor == nested.id:
         return _Outcome(incarnation, "normal", "shutdown")
-    return _Outcome(incarnation, "failure", _describe(exc), _format_tb(exc))
+    return _Outcome(incarnation, "failure", describe(exc), exc)
 
 
-def _describe(exc: BaseException) -> str:
-    """repr of the exception, looking through exception groups that hold a single exception."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return repr(exc)
-
-
-def _format_tb(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
+def _fatal(exc: BaseException | None) -> ConfigurationError | None:
+    """The ``ConfigurationError`` a failure carries (no restart can help), else None."""
+    exc = leaf(exc) if exc is not None else None
+    return exc if isinstance(exc, ConfigurationError) else None

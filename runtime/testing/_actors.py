@@ -17,6 +17,7 @@ from anyio.abc import TaskStatus
 
 from .._actor import Actor, ActorContext
 from .._clock import Ticker
+from .._errors import ConfigurationError
 from .._message import Message, message
 from .._ports import Input, Output
 
@@ -140,6 +141,8 @@ class CrasherParams:
     """Raise before becoming ready."""
     ignore_cancel_s: float = 0.0
     """Keep running this long (shielded) after being cancelled, to test shutdown timeouts."""
+    configuration_error: bool = False
+    """Raise :class:`rtrun.ConfigurationError` (a failure no restart can fix) instead."""
 
 
 class Crasher(_Journaled):
@@ -148,8 +151,9 @@ class Crasher(_Journaled):
     Params = CrasherParams
 
     async def body(self, ctx: ActorContext[CrasherParams], task_status: TaskStatus[None]) -> None:
+        error = ConfigurationError if ctx.params.configuration_error else RuntimeError
         if ctx.params.fail_start:
-            raise RuntimeError(f"{ctx.id}: failing before ready (fail_start)")
+            raise error(f"{ctx.id}: failing before ready (fail_start)")
         task_status.started()
         try:
             await anyio.sleep(ctx.params.crash_after_s)
@@ -157,7 +161,7 @@ class Crasher(_Journaled):
             if ctx.params.ignore_cancel_s:
                 with ctx.cleanup(math.inf):
                     await anyio.sleep(ctx.params.ignore_cancel_s)
-        raise RuntimeError(f"{ctx.id}: crashing after {ctx.params.crash_after_s} s")
+        raise error(f"{ctx.id}: crashing after {ctx.params.crash_after_s} s")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
