@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rtrun import RtrunError
+from rtrun import ConfigurationError, RtrunError
 
 __all__ = [
     "CODEBASE_VERSION",
@@ -74,8 +74,11 @@ class FeatureSpecError(DatasetError, ValueError):
     """A feature specification is invalid; the message names the feature and the rule."""
 
 
-class FeatureMismatchError(DatasetError):
+class FeatureMismatchError(DatasetError, ConfigurationError):
     """Refused to append: the requested features differ from the dataset's.
+
+    A :class:`rtrun.ConfigurationError`: no restart can change the dataset on disk, so the
+    recorder is not restarted and the graph stops.
 
     ``differences`` lists every difference, one human-readable line each.
     """
@@ -90,8 +93,11 @@ class FeatureMismatchError(DatasetError):
         )
 
 
-class VideoOptionsMismatchError(DatasetError):
-    """Refused to append: encoder settings differ from those the dataset was recorded with."""
+class VideoOptionsMismatchError(DatasetError, ConfigurationError):
+    """Refused to append: encoder settings differ from those the dataset was recorded with.
+
+    A :class:`rtrun.ConfigurationError` (deterministic: not restarted, the graph stops).
+    """
 
     def __init__(self, root: Path, differences: list[str]) -> None:
         self.root = root

@@ -68,6 +68,7 @@ __all__ = [
     "LinkEvent",
     "LinkState",
     "ObservationBuilder",
+    "PolicyContractError",
     "PolicyPathError",
     "RTCMergerActor",
     "RTCMergerParams",
@@ -83,6 +84,14 @@ STATUS_INTERVAL_S = 0.25
 
 class PolicyPathError(rtrun.ActorError):
     """The policy path is DEAD: offline too long, or the policy does not fit the robot."""
+
+
+class PolicyContractError(PolicyPathError, rtrun.ConfigurationError):
+    """The policy does not fit the robot (observation keys, action names, dimensions).
+
+    A :class:`rtrun.ConfigurationError`: deterministic, so the merger is not restarted and the
+    graph stops (a restart would only reach DEAD again after another round-trip).
+    """
 
 
 # --------------------------------------------------------------------------- observation
@@ -132,7 +141,7 @@ class ObservationBuilder:
             index = {n: i for i, n in enumerate(self.state.names)}
             missing = [n for n in self.state_names if n not in index]
             if missing:
-                raise PolicyPathError(
+                raise PolicyContractError(
                     f"state_names {missing} are not in the joint state {list(self.state.names)}"
                 )
             position = position[[index[n] for n in self.state_names]]
@@ -411,7 +420,7 @@ class RTCMergerActor(rtrun.Actor):
         self.failsafe.on_violation(reason)
         self._publish_status(force=True)
         self.ctx.log.error("policy does not fit the robot; stopping before the robot moves:\n%s", reason)
-        raise PolicyPathError(f"rtc_merger {self.ctx.id!r}: policy path DEAD: {reason}")
+        raise PolicyContractError(f"rtc_merger {self.ctx.id!r}: policy path DEAD: {reason}")
 
     def _check_coverage(self, reply: InferenceReply, now: float) -> None:
         state = self.obs.state

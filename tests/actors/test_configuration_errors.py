@@ -1,0 +1,39 @@
+"""Deterministic mismatches in actors are ``rtrun.ConfigurationError`` (issue 16).
+
+Their supervisor does not restart them (a restart could only fail the same way) and the graph
+stops with one report; transient faults stay ordinary exceptions and are restarted.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import rtrun
+from rtrun.actors._dataset_layout import FeatureMismatchError, VideoOptionsMismatchError
+from rtrun.actors.rtc_merger import PolicyContractError, PolicyPathError
+from rtrun.actors.rtc_messages import format_error
+
+from .test_rtc_merger import _merger, _reply, _request, virtual
+
+
+@pytest.mark.parametrize(
+    "error", [rtrun.ParamsError, FeatureMismatchError, VideoOptionsMismatchError, PolicyContractError]
+)
+def test_deterministic_mismatches_are_configuration_errors(error: type[Exception]) -> None:
+    assert issubclass(error, rtrun.ConfigurationError)
+
+
+def test_an_offline_policy_path_is_not_a_configuration_error() -> None:
+    assert not issubclass(PolicyPathError, rtrun.ConfigurationError)  # offline: may recover
+
+
+@virtual
+async def test_policy_contract_violation_raises_a_configuration_error() -> None:
+    h = _merger()
+    h.last_episode, h.last_seq = 0, -1  # type: ignore[attr-defined]
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with h.running():
+            req = await _request(h)
+            await h.send["replies"].send(_reply(req, error=format_error("action_dim", "7 != 6")))
+            await anyio.sleep(1.0)
+    assert info.group_contains(rtrun.ConfigurationError, match="action_dim")
