@@ -69,6 +69,8 @@ import rtrun
 from anyio.abc import TaskStatus
 from rtrun.models.policy import (
     ActionDimensionError,
+    CheckpointError,
+    MetadataError,
     ModelError,
     ObservationMismatchError,
     Policy,
@@ -302,7 +304,7 @@ class PolicyWorkerActor(rtrun.Actor):
         p = ctx.params
         self.ctx = ctx
         t0 = time.perf_counter()
-        self.policy: Policy = await self._call(load_policy_source, p)
+        self.policy: Policy = await self._load(p)
         meta = self.policy.metadata
         self.exclusive = p.serving == "exclusive" or (p.serving == "auto" and meta.stateful)
         for _ in range(p.warmup):
@@ -399,6 +401,14 @@ class PolicyWorkerActor(rtrun.Actor):
         if prefix is not None and len(prefix) == 0:
             prefix = None
         return obs, prefix
+
+    async def _load(self, p: PolicyWorkerParams) -> Policy:
+        """Load the policy. A checkpoint that cannot fit (missing, malformed, other action names)
+        is a :class:`rtrun.ConfigurationError`: a restart would only fail the same way."""
+        try:
+            return await self._call(load_policy_source, p)
+        except (CheckpointError, MetadataError) as exc:
+            raise rtrun.ConfigurationError(f"policy_worker {self.ctx.id!r}: {exc}") from exc
 
     async def _call(self, func: Callable[..., R], *args: Any) -> R:
         """Run a blocking policy call in the worker thread (or inline: ``inference_thread``)."""

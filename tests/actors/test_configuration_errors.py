@@ -6,10 +6,13 @@ stops with one report; transient faults stay ordinary exceptions and are restart
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 import rtrun
 from rtrun.actors._dataset_layout import FeatureMismatchError, VideoOptionsMismatchError
+from rtrun.actors.policy_worker import PolicyWorkerActor
 from rtrun.actors.rtc_merger import PolicyContractError, PolicyPathError
 from rtrun.actors.rtc_messages import format_error
 
@@ -37,3 +40,22 @@ async def test_policy_contract_violation_raises_a_configuration_error() -> None:
             await h.send["replies"].send(_reply(req, error=format_error("action_dim", "7 != 6")))
             await anyio.sleep(1.0)
     assert info.group_contains(rtrun.ConfigurationError, match="action_dim")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # loads in a worker thread: real time
+async def test_a_checkpoint_that_cannot_load_is_a_configuration_error(tmp_path: Path) -> None:
+    spec = rtrun.GraphSpec(
+        name="pw",
+        actors=(
+            rtrun.ActorSpec(
+                id="w",
+                kind=PolicyWorkerActor,
+                params={"checkpoint": str(tmp_path / "missing")},
+                inputs={"requests": rtrun.InputSpec(name="requests", source=None, external=True)},
+            ),
+        ),
+    )
+    with pytest.raises(rtrun.ConfigurationError, match="does not exist") as info:
+        async with rtrun.open_graph(spec):
+            pytest.fail("the body must not run")  # pragma: no cover
+    assert info.value.actor == "w"
