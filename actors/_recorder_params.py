@@ -7,7 +7,9 @@ Split out of the actor's module to keep it small; import them from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
+
+from rtrun import PathParam
 
 from ._dataset_video import VideoOptions
 
@@ -28,14 +30,17 @@ the previous episode (0.6 s for 10 s of two 640x480 cameras, docs/recording.md).
 class RecorderParams:
     """Parameters of the ``recorder`` kind."""
 
-    root: str
-    """Dataset folder (created if absent, resumed if it holds a dataset)."""
+    root: Annotated[str, PathParam()]
+    """Dataset folder (created if absent, resumed if it holds a dataset); relative: to the graph file."""
     fps: int = 30
     """Dataset frame rate: the grid rows are assembled on."""
     record: tuple[str, ...] = ("state", "action")
     """Inputs to record: any of state, action, cam0..cam3 (aligned) and intervention."""
     features: dict[str, str] = field(default_factory=dict)
     """Feature key per input, overriding the defaults (e.g. ``{cam0 = "observation.images.top"}``)."""
+    joint_suffix: str = ".pos"
+    """Appended to each joint name in the ``names`` of state/action features: LeRobot's
+    ``shoulder_pan.pos`` (names already ending with it are kept); ``""``: bare joint names."""
     robot_type: str | None = None
     """``robot_type`` stored in info.json when the dataset is created."""
     task: str = "record"

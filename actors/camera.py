@@ -49,7 +49,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import numpy as np
@@ -90,6 +90,11 @@ class CameraFailure(rtrun.ActorError):
         """The typed driver error."""
 
 
+def _is_device(source: str) -> bool:
+    """A device index or a stream URL: not a file path."""
+    return source.isdigit() or "://" in source
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CameraParams:
     """Parameters of the ``camera`` actor."""
@@ -102,8 +107,9 @@ class CameraParams:
     """Image width in pixels."""
     height: int = 480
     """Image height in pixels."""
-    source: str = "0"
-    """OpenCV: device index (``"0"``), device path (``/dev/video0``) or video file."""
+    source: Annotated[str, rtrun.PathParam(keep=_is_device)] = "0"
+    """OpenCV: device index (``"0"``), device path (``/dev/video0``), stream URL or video file
+    (relative: to the graph file)."""
     fourcc: str = ""
     """OpenCV: pixel format, e.g. ``MJPG`` (empty: the device default)."""
     loop: bool = False

@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import numpy as np
@@ -112,7 +112,7 @@ class MotorBusParams:
     device: str = ""
     """Name of the simulated device (fake bus or MuJoCo plant) shared across restarts and with a
     ``mujoco`` camera; empty = the actor id (fake) or ``so101`` (sim)."""
-    calibration: str = ""
+    calibration: Annotated[str, rtrun.PathParam()] = ""
     """LeRobot calibration JSON; empty = use the range stored in the motors."""
     use_degrees: bool = True
     """Arm joints in degrees (LeRobot 0.4 default); False = −100…100."""

@@ -60,7 +60,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -103,12 +103,18 @@ _EMPTY = np.zeros((0, 0), dtype=np.float32)
 _EMPTY.flags.writeable = False
 
 
+def is_builtin_source(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` names a built-in policy source rather than a directory."""
+    return checkpoint.startswith(("demo:", "sleep:")) or checkpoint in ("scripted", "sleep")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyWorkerParams:
     """Parameters of the ``policy_worker`` actor."""
 
-    checkpoint: str = "demo:act"
-    """Policy source: ``demo:act``, ``demo:flow``, ``scripted``, ``sleep[:s]`` or a directory."""
+    checkpoint: Annotated[str, rtrun.PathParam(keep=is_builtin_source)] = "demo:act"
+    """Policy source: ``demo:act``, ``demo:flow``, ``scripted``, ``sleep[:s]`` or a directory
+    (relative: to the graph file)."""
     action_names: tuple[str, ...] = ()
     """Expected ordered action names (checked against the checkpoint); empty: no check."""
     rename_map: dict[str, str] = field(default_factory=dict)
@@ -123,7 +129,7 @@ class PolicyWorkerParams:
     """Warm-up inferences before readiness."""
     max_consecutive_errors: int = 10
     """Policy failures in a row before the actor fails (LeRobot: 10)."""
-    cache_dir: str = DEFAULT_CACHE_DIR
+    cache_dir: Annotated[str, rtrun.PathParam()] = DEFAULT_CACHE_DIR
     """Directory for generated ``demo:*`` checkpoints."""
     demo_cameras: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """``demo:*``: cameras ``{name = [height, width]}`` (feature ``observation.images.<name>``)."""

@@ -19,6 +19,7 @@ Theory of operation
 cannot tell an unconnected input from a connected one: ``ActorContext.has_input`` is True for
 both). Feature keys default to ``observation.state``, ``action``,
 ``observation.images.<Frame.camera>`` and ``intervention``; ``params.features`` overrides them.
+Joint names become LeRobot's feature names, ``<joint>.pos`` (``_lerobot_names.py``).
 At start the recorder waits for the first message of every recorded stream to learn the joint
 names and image sizes, builds the feature spec, then creates the dataset or resumes it
 (``DatasetWriter.open`` refuses different features with ``FeatureMismatchError``, which fails
@@ -82,6 +83,7 @@ from rtrun import Actor, ActorContext, ActorError, Input, Ticker
 from ._dataset_layout import DatasetLockedError
 from ._dataset_writer import DatasetWriter
 from ._frame_align import CAPTURE_TIME_KEY, FrameAligner, capture_time_feature
+from ._lerobot_names import POSITION_SUFFIX, feature_names
 from ._recorder_params import ALIGNED_INPUTS, CAMERA_INPUTS, DEFAULT_KEYS, RecorderParams
 from ._recorder_thread import WriterThread
 from .messages import EpisodeControl, Flag, Frame, JointCommand, JointState
@@ -112,6 +114,7 @@ class _Stream:
     key: str
     names: tuple[str, ...] = ()  # joints, in feature order
     shape: tuple[int, ...] = ()  # frames (H, W, 3)
+    suffix: str = POSITION_SUFFIX  # joint -> feature name (LeRobot's "<joint>.pos")
 
     @property
     def is_video(self) -> bool:
@@ -120,7 +123,8 @@ class _Stream:
     def feature(self) -> dict[str, Any]:
         if self.is_video:
             return {"dtype": "video", "shape": list(self.shape), "names": ["height", "width", "channels"]}
-        return {"dtype": "float32", "shape": [len(self.names)], "names": list(self.names)}
+        names = feature_names(self.names, self.suffix)
+        return {"dtype": "float32", "shape": [len(names)], "names": names}
 
     def sample(self, msg: object) -> tuple[float, np.ndarray] | None:
         """``(capture time, value)`` of a message, or None when it does not fit the feature."""
@@ -142,7 +146,7 @@ class _Stream:
         return t, np.asarray(msg.position)[[index[n] for n in self.names]]
 
 
-def _probe_stream(name: str, key: str | None, msg: object) -> _Stream:
+def _probe_stream(name: str, key: str | None, msg: object, suffix: str = POSITION_SUFFIX) -> _Stream:
     """Learn a stream's feature from its first message."""
     if name in CAMERA_INPUTS:
         if not isinstance(msg, Frame) or msg.image.ndim != 3 or msg.image.shape[2] != 3:
@@ -150,7 +154,7 @@ def _probe_stream(name: str, key: str | None, msg: object) -> _Stream:
         return _Stream(input=name, key=key or f"observation.images.{msg.camera}", shape=msg.image.shape)
     if not isinstance(msg, JointState | JointCommand):
         raise RecorderError(f"input {name!r} must carry JointState/JointCommand, got {type(msg).__name__}")
-    return _Stream(input=name, key=key or DEFAULT_KEYS[name], names=tuple(msg.names))
+    return _Stream(input=name, key=key or DEFAULT_KEYS[name], names=tuple(msg.names), suffix=suffix)
 
 
 # ------------------------------------------------------------------------------- the actor
@@ -251,7 +255,7 @@ class RecorderActor(Actor):
                 raise RecorderError(
                     f"recorder {ctx.id!r}: input {name!r} ended before its first message"
                 ) from None
-            stream = _probe_stream(name, p.features.get(name), msg)
+            stream = _probe_stream(name, p.features.get(name), msg, p.joint_suffix)
             self._streams.append(stream)
             sample = stream.sample(msg)
             if sample is not None:

@@ -46,7 +46,7 @@ Design decisions (the brief is silent)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import anyio
@@ -56,6 +56,7 @@ from anyio.abc import TaskStatus
 from rtrun.models.rtc import DroppedReply, PlannerConfig, RequestPlanner
 
 from ._diagnostics import ActionCoverage, RateLimiter
+from ._lerobot_names import name_unnamed_actions
 from ._rtc_failsafe import LINK_TRANSITIONS, FailSafe, FailSafeConfig, LinkEvent, LinkState
 from .messages import EpisodeControl, Frame, InferenceReply, InferenceRequest, JointState
 from .rtc_messages import CONTRACT_ERRORS, MergeChunk, QueueStatus, error_kind, readonly
@@ -382,6 +383,7 @@ class RTCMergerActor(rtrun.Actor):
         if reply.error:
             self._on_error_reply(reply, now)
             return
+        reply = self._named(reply)
         names = self.queue.action_names if self.queue is not None else ()
         if names and tuple(reply.action_names) != tuple(names) and self._answers_in_flight(reply):
             self._violation(
@@ -421,6 +423,14 @@ class RTCMergerActor(rtrun.Actor):
         self._publish_status(force=True)
         self.ctx.log.error("policy does not fit the robot; stopping before the robot moves:\n%s", reason)
         raise PolicyContractError(f"rtc_merger {self.ctx.id!r}: policy path DEAD: {reason}")
+
+    def _named(self, reply: InferenceReply) -> InferenceReply:
+        """A LeRobot checkpoint's ``action.<i>`` columns named after the ``observation.state``
+        joints, ``<joint>.pos`` (LeRobot's rule, ``_lerobot_names.py``)."""
+        state = self.obs.state
+        joints = self.obs.state_names or (state.names if state is not None else ())
+        names = name_unnamed_actions(reply.action_names, joints)
+        return reply if names == tuple(reply.action_names) else replace(reply, action_names=names)
 
     def _check_coverage(self, reply: InferenceReply, now: float) -> None:
         state = self.obs.state

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import numpy as np
@@ -62,7 +62,7 @@ class TeleopParams:
     """Leader arm model (SO leaders use the SO table; Koch leaders ``koch_leader``)."""
     device: str = ""
     """Fake driver: device name in the fake registry (default: the actor id)."""
-    calibration: str = ""
+    calibration: Annotated[str, rtrun.PathParam()] = ""
     """LeRobot calibration JSON of the leader; empty = the range stored in the motors."""
     use_degrees: bool = True
     """Degrees like the follower (must match the follower's ``use_degrees``)."""

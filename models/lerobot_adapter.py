@@ -23,7 +23,8 @@ invertible); otherwise a thin wrapper calls LeRobot's pipeline.
 Design decisions (the brief is silent)
 --------------------------------------
 * LeRobot configs carry no action names; pass ``action_names`` (the column -> motor contract)
-  or get ``action.0 …`` placeholders, which the policy worker will refuse to map onto motors.
+  or get ``action.0 …`` placeholders, which the ``rtc_merger`` names after the joints of the
+  ``observation.state`` it sent (``<joint>.pos``, LeRobot's rule; ``actors/_lerobot_names.py``).
 * The trained ``fps`` is not in a LeRobot policy config either: ``fps`` argument, default 30.
 * Policies whose ``predict_action_chunk`` needs observation history (``n_obs_steps > 1``,
   e.g. Diffusion) are rejected with a clear error: the protocol passes one observation.
@@ -177,7 +178,9 @@ class LeRobotPolicy:
         torch = self._torch
         batch: dict[str, Any] = {}
         for key, value in obs.items():
-            t = torch.from_numpy(np.ascontiguousarray(value))
+            array = np.ascontiguousarray(value)
+            # rtrun's producers mark arrays read-only; torch wants writable memory (a warning)
+            t = torch.from_numpy(array if array.flags.writeable else array.copy())
             if self._metadata.input_features[key].kind == "image":
                 t = t.type(torch.float32).div_(255).permute(2, 0, 1).contiguous()
             batch[key] = t.type(torch.float32)

@@ -50,6 +50,7 @@ from ._launch import open_graph as open_graph
 from ._message import Message as Message
 from ._message import message as message
 from ._message import message_types as message_types
+from ._params import PathParam as PathParam
 from ._ports import Input as Input
 from ._ports import Output as Output
 from ._ports import OutputPort as OutputPort
@@ -101,6 +102,7 @@ __all__ = [
     "OutputPort",
     "OutputStatistics",
     "ParamsError",
+    "PathParam",
     "Policy",
     "QoS",
     "ReceivePort",

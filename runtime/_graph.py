@@ -19,6 +19,10 @@ Decisions where the design is silent:
   ``[[supervisor]]`` tables.
 * Without a ``[hosts]`` table every actor runs on the implicit host ``local``. With one, an
   actor without ``host`` runs on the first declared host.
+* Paths written in a graph file are relative to the file, not to the current directory:
+  ``load_graph`` records the file's directory in ``GraphSpec.base_dir``; validation imports
+  ``"module:Class"`` kinds with it first on ``sys.path`` and resolves relative path parameters
+  (``Annotated[str, PathParam()]``, e.g. a dataset root or a checkpoint) against it.
 * An input written as a plain string takes ``capacity``/``policy`` from ``[graph.defaults]``
   (default: capacity 1, policy ``latest``: fresh data beats stale data in a control loop).
 """
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -168,6 +172,10 @@ class GraphSpec:
     """Graph-wide Zenoh settings."""
     file: str = "<spec>"
     """Where the spec came from (for error messages)."""
+    base_dir: str | None = None
+    """Directory that ``"module:Class"`` kinds are imported from first and relative path
+    parameters are resolved against: the graph file's directory for :func:`load_graph`; None
+    (a spec built in Python) leaves both to the process (``sys.path``, current directory)."""
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     """Line numbers of the file's tables and keys (:func:`rtrun._toml_lines.locate`)."""
     problems: tuple[GraphProblem, ...] = field(default=(), compare=False)
@@ -435,4 +443,5 @@ def load_graph(path: str | Path, *, collect: bool = False) -> GraphSpec:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise GraphError([GraphProblem(file=str(path), where="TOML syntax", rule=str(exc))]) from None
-    return parse_graph(doc, str(path), default_name=path.stem, lines=locate(text), collect=collect)
+    spec = parse_graph(doc, str(path), default_name=path.stem, lines=locate(text), collect=collect)
+    return replace(spec, base_dir=str(path.resolve().parent))

@@ -9,13 +9,23 @@ Two sources, no import magic:
 
 Embedding code may also pass ``kinds={"name": ActorClass}`` or put the class itself in a spec.
 Resolution imports the actor's module (that is the only I/O of graph validation).
+
+*Where user modules are found.* A graph read from a file imports ``"module:Class"`` kinds with
+the file's directory first on ``sys.path`` (``search_path``), so ``my_robot/scale.py`` next to
+``graph.toml`` works without ``PYTHONPATH``, from any working directory. The insertion is
+scoped to the import and undone afterwards (no lasting ``sys.path`` change): imports the module
+makes at import time see the directory; an import it defers to run time does not, so import
+sibling modules at the top of the file. A module already imported (``sys.modules``) is reused,
+whichever directory it came from.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -44,14 +54,24 @@ def available_kinds() -> list[str]:
     return sorted(_entry_points())
 
 
-def resolve_kind(kind: str | type[Actor], extra: Mapping[str, type[Actor]] | None = None) -> type[Actor]:
-    """Return the actor class for ``kind``; raise :class:`KindError` with the reason."""
+def resolve_kind(
+    kind: str | type[Actor],
+    extra: Mapping[str, type[Actor]] | None = None,
+    *,
+    search_path: str | None = None,
+) -> type[Actor]:
+    """Return the actor class for ``kind``; raise :class:`KindError` with the reason.
+
+    ``search_path`` (the graph file's directory) is put first on ``sys.path`` while a
+    ``"module:Class"`` kind is imported.
+    """
     if isinstance(kind, type):
         return check_kind(kind, kind.__name__)
     if extra and kind in extra:
         return check_kind(extra[kind], kind)
     if ":" in kind:
-        return check_kind(_import_path(kind), kind)
+        with _first_on_path(search_path):
+            return check_kind(_import_path(kind), kind)
     ep = _entry_points().get(kind)
     if ep is None:
         names = sorted({*_entry_points(), *(extra or {})})
@@ -65,6 +85,19 @@ def resolve_kind(kind: str | type[Actor], extra: Mapping[str, type[Actor]] | Non
     except Exception as exc:  # an import error in the kind's module is reported, not raised
         raise KindError(f"kind {kind!r} ({ep.value}) failed to import: {exc!r}") from exc
     return check_kind(cls, kind)
+
+
+@contextmanager
+def _first_on_path(directory: str | None) -> Iterator[None]:
+    """Put ``directory`` first on ``sys.path`` for the duration of the block (None: no change)."""
+    if directory is None:
+        yield
+        return
+    sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        sys.path.remove(directory)  # removes the first occurrence: the one inserted above
 
 
 def _import_path(path: str) -> Any:

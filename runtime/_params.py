@@ -9,6 +9,13 @@ Supported annotations: ``bool``, ``int``, ``float`` (ints accepted), ``str``, ``
 ``X | None``, ``list[X]`` / ``tuple[X, ...]`` (TOML arrays; stored as tuples so params stay
 immutable), ``dict[str, X]`` (TOML tables) and ``Any``. ``bool`` is never accepted for a
 number and vice versa (TOML keeps them distinct, so should we).
+
+Path-valued parameters declare it with a marker, ``root: Annotated[str, PathParam()] = ""``:
+when the graph was read from a file, :func:`resolve_path_params` turns a relative value into
+``<graph file's directory>/<value>`` (absolute, ``~`` and empty values are kept as written;
+``PathParam(keep=...)`` keeps special values such as a device index or ``demo:act``). A marker
+instead of a naming convention: the kind's author states it once, next to the field, and
+``rtrun kinds`` shows the type unchanged (``str``).
 """
 
 from __future__ import annotations
@@ -17,24 +24,72 @@ import ast
 import dataclasses
 import inspect
 import itertools
+import os
 import textwrap
 import types
 import typing
-from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 from ._suggest import did_you_mean
 
 __all__ = [
     "ParamInfo",
+    "PathParam",
     "build_params",
     "check_params_class",
     "describe_params",
     "describe_type",
     "parse_override",
+    "resolve_path_params",
 ]
 
 _MISSING = dataclasses.MISSING
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PathParam:
+    """Marks a ``str`` parameter as a filesystem path: ``Annotated[str, PathParam()]``.
+
+    A relative value written in a graph file is resolved against the file's directory.
+    """
+
+    keep: Callable[[str], bool] | None = None
+    """Values for which this returns True are not paths and are kept as written
+    (``str.isdigit`` for a camera index, a ``demo:*`` checkpoint spec)."""
+
+    def resolve(self, value: str, base_dir: str | Path) -> str:
+        """``value`` joined to ``base_dir`` when it is a relative path, else unchanged."""
+        if not value or value.startswith("~") or Path(value).is_absolute():
+            return value
+        if self.keep is not None and self.keep(value):
+            return value
+        return os.path.normpath(os.path.join(base_dir, value))  # "../x" reads as written
+
+
+def path_params(params_cls: type[Any]) -> dict[str, PathParam]:
+    """The fields of ``params_cls`` annotated ``Annotated[str, PathParam(...)]``."""
+    hints = typing.get_type_hints(params_cls, include_extras=True)
+    found = {}
+    for name, hint in hints.items():
+        if get_origin(hint) is Annotated:
+            marker = next((m for m in hint.__metadata__ if isinstance(m, PathParam)), None)
+            if marker is not None:
+                found[name] = marker
+    return found
+
+
+def resolve_path_params(params: Any, base_dir: str | Path | None) -> Any:
+    """``params`` with every relative path parameter resolved against ``base_dir`` (None: as is)."""
+    if base_dir is None or params is None:
+        return params
+    changes = {}
+    for name, marker in path_params(type(params)).items():
+        value = getattr(params, name)
+        if isinstance(value, str) and (resolved := marker.resolve(value, base_dir)) != value:
+            changes[name] = resolved
+    return dataclasses.replace(params, **changes) if changes else params
 
 
 def describe_type(tp: Any) -> str:

@@ -6,7 +6,9 @@ prints *all* problems at once. Rules:
 
 * ids: actor and supervisor ids are unique and use ``[A-Za-z0-9_-]`` (they become Zenoh key
   segments and REPL names);
-* kinds resolve; params match the kind's schema (unknown, wrong type, missing required);
+* kinds resolve (``"module:Class"`` imported from the graph file's directory first); params
+  match the kind's schema (unknown, wrong type, missing required); relative path parameters
+  are resolved against the graph file's directory (:func:`rtrun._params.resolve_path_params`);
 * restart types, strategies, timeouts, intensity and period are valid;
 * every supervisor's parent exists and the supervisor tree has no cycle;
 * hosts: an actor's host is declared;
@@ -30,7 +32,7 @@ from ._channel import _check_config
 from ._errors import ChannelError, GraphError, GraphProblem
 from ._graph import DEFAULT_HOST, ROOT, ActorSpec, GraphSpec, InputSpec, SupervisorSpec
 from ._kinds import KindError, resolve_kind
-from ._params import build_params, describe_type
+from ._params import build_params, describe_type, resolve_path_params
 from ._suggest import did_you_mean
 from ._toml_lines import line_of
 
@@ -220,13 +222,14 @@ def _compile_actor(
     if not actor.kind:
         return None
     try:
-        cls = resolve_kind(actor.kind, kinds)
+        cls = resolve_kind(actor.kind, kinds, search_path=check.spec.base_dir)
     except KindError as exc:
         check.add(where, str(exc))
         return None
     params, problems = build_params(cls.Params, actor.params)
     for rule in problems:
         check.add(f"{where} / params", rule)
+    params = resolve_path_params(params, check.spec.base_dir)
     return CompiledActor(spec=actor, cls=cls, params=params, host=check.spec.host_of(actor))
 
 

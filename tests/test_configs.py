@@ -51,11 +51,17 @@ def test_config_validates_as_written(path: Path) -> None:
     compile_graph(load_graph(path))
 
 
+def scratch_dataset_roots(spec: GraphSpec, folder: Path) -> list[tuple[str, str, object]]:
+    """Overrides sending every recorder's dataset into ``folder`` (never into the repository)."""
+    return [(a.id, "root", str(folder / a.id)) for a in spec.actors if a.kind == "recorder"]
+
+
 @pytest.mark.parametrize("anyio_backend", THREAD_FRIENDLY_VIRTUAL)
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-async def test_config_runs_for_a_few_virtual_seconds(path: Path) -> None:
+async def test_config_runs_for_a_few_virtual_seconds(path: Path, tmp_path: Path) -> None:
     spec = without_start_timeouts(load_graph(path))
-    async with open_graph(spec, overrides=overrides_for(path)) as graph:
+    overrides = overrides_for(path) + scratch_dataset_roots(spec, tmp_path)
+    async with open_graph(spec, overrides=overrides) as graph:
         await anyio.sleep(RUN_SECONDS)
         status = graph.status()
         assert status.state == "running"
@@ -63,3 +69,9 @@ async def test_config_runs_for_a_few_virtual_seconds(path: Path) -> None:
             (a.id, a.state, a.last_exit) for a in status.actors
         ]
         assert status.messages > 0, "the graph should move messages"
+
+
+def test_paths_in_configs_are_relative_to_the_config_file() -> None:
+    path = CONFIGS[0].parent / "sim_record.toml"
+    compiled = compile_graph(load_graph(path))
+    assert compiled.actors["recorder"].params.root == str(path.parents[1] / "recordings" / "sim_so101")

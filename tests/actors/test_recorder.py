@@ -361,7 +361,7 @@ async def test_resume_appends_and_refuses_other_features(
     # open_graph; the writer's message is in the supervisor's start_failed event/log).
     text = _chain_text(info.value) + caplog.text
     assert "FeatureMismatchError" in text and "refusing to append" in text, text
-    assert "'observation.state': names ['a', 'b', 'c'] requested" in text
+    assert "'observation.state': names ['a.pos', 'b.pos', 'c.pos'] requested" in text  # LeRobot names
     assert len(episodes(root)) == 4
 
 
