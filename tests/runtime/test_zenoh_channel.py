@@ -512,9 +512,10 @@ async def test_presence_tokens_report_hosts_and_actors(
         with lock:
             events.append((host, actor, alive))
 
-    host_token = declare_presence(a, "pres", "robot")
-    actor_token = declare_presence(a, "pres", "robot", "camera")
-    watcher = watch_presence(b, "pres", record)
+    graph = f"pres{time.monotonic_ns()}"  # (the tokens of an earlier run may vanish late)
+    host_token = declare_presence(a, graph, "robot")
+    actor_token = declare_presence(a, graph, "robot", "camera")
+    watcher = watch_presence(b, graph, record)
     try:
         alive = {("robot", None, True), ("robot", "camera", True)}
         with anyio.fail_after(10):  # (liveliness history and the live feed may both report one)
