@@ -18,7 +18,15 @@ Every sample rtrun publishes carries a 27-byte little-endian attachment, ``struc
     23     4    u32   session_epoch    sender session epoch; a new process = a new epoch
 
 The payload (body) of a DATA sample is the kernel codec's msgpack encoding (``rtrun.encode``).
-Control samples (END_OF_STREAM, CREDIT) have the bodies documented on :class:`MessageType`.
+Control samples (END_OF_STREAM, CREDIT, SENDER_STATE, ...) have the bodies documented on
+:class:`MessageType`.
+
+Compatibility. Control bodies only ever grow at the end: a reader takes the fields it knows
+from the front and ignores the rest (up to :data:`MAX_CONTROL_BODY`), so a newer peer's longer
+body is understood by this version. The 16-byte CREDIT body of earlier versions is still read
+(its ``waiting``/``open_ports`` then read as 0/1); SENDER_STATE (7) is new, and an earlier
+receiver drops it as an unknown message type (counted ``header_message_type``, no harm done).
+Earlier *senders* read only 16-byte credits: a ``block`` channel needs both ends at this version.
 
 Key expressions
 ---------------
@@ -64,6 +72,7 @@ __all__ = [
     "HEADER_SIZE",
     "HEADER_STRUCT",
     "KEY_ROOT",
+    "MAX_CONTROL_BODY",
     "MAX_SEGMENT_LEN",
     "CreditBody",
     "Header",
@@ -71,6 +80,7 @@ __all__ = [
     "HeaderFields",
     "KeyExprError",
     "MessageType",
+    "SenderStateBody",
     "channel_key",
     "check_segment",
     "credit_key",
@@ -82,6 +92,7 @@ __all__ = [
     "pack_credit",
     "pack_header",
     "pack_header_fields",
+    "pack_sender_state",
     "receiver_token_key",
     "receiver_token_pattern",
     "sender_token_key",
@@ -91,6 +102,7 @@ __all__ = [
     "unpack_credit",
     "unpack_header",
     "unpack_header_fields",
+    "unpack_sender_state",
 ]
 
 _HEADER = struct.Struct("<HBQIqI")
@@ -122,7 +134,8 @@ class HeaderError(RtrunError, ValueError):
 
     Reasons: ``"size"`` (not 27 bytes), ``"schema_version"`` (unsupported version),
     ``"message_type"`` (unknown message type), ``"field_range"`` (a value does not fit its field),
-    ``"credit_size"`` (a CREDIT body is not 16 bytes).
+    ``"credit_size"`` (a CREDIT body is neither 16 bytes nor 24 to :data:`MAX_CONTROL_BODY`),
+    ``"state_size"`` (a SENDER_STATE body is not 8 to :data:`MAX_CONTROL_BODY` bytes).
     """
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -145,9 +158,10 @@ class MessageType(enum.IntEnum):
     sent in this epoch (the next unused id), so the receiver can tell whether data is still in
     flight. Sent reliably."""
     CREDIT = 3
-    """Body: :class:`CreditBody` (16 bytes, ``<IiQ``). Receiver -> sender flow control on the
-    ``.../@credit`` key; ``session_epoch`` names the *sender* epoch it answers (0: none yet);
-    ``sequence_id`` is a per-receiver counter so a reordered older grant is ignored."""
+    """Body: :class:`CreditBody` (24 bytes, ``<IiQII``; 16 from earlier versions). Receiver ->
+    sender flow control and the receiving end's state on the ``.../@credit`` key;
+    ``session_epoch`` names the *sender* epoch it answers (0: none yet); ``sequence_id`` is a
+    per-receiver counter so a reordered older grant is ignored."""
     END_OF_STREAM_ACK = 5
     """Body: :class:`CreditBody`. The receiver processed END_OF_STREAM (on the ``@credit`` key):
     everything sent before it was handled, so the sender's ``aclose()`` may return."""
@@ -158,6 +172,11 @@ class MessageType(enum.IntEnum):
     """Body: a msgpack array of ``bin``, each one DATA body (:func:`pack_batch`). Message ``i``
     has sequence id ``sequence_id + i``; the batch consumes that many ids. Sent when a task
     publishes several messages within one event-loop iteration (see ``_zenoh_sender``)."""
+    SENDER_STATE = 7
+    """Body: :class:`SenderStateBody` (8 bytes, ``<II``). Sender -> receiver on the data key
+    (reliable, the data lane): the sending end's open clones and tasks waiting in ``send``,
+    published when either changes and when a receiver first credits the sender.
+    ``sequence_id`` is a per-sender counter (an older state is ignored); consumes no id."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -254,23 +273,44 @@ def unpack_header(data: bytes | bytearray | memoryview | None) -> Header:
     return header_from_fields(unpack_header_fields(data))
 
 
-_CREDIT = struct.Struct("<IiQ")
+_CREDIT_V1 = struct.Struct("<IiQ")
+_CREDIT = struct.Struct("<IiQII")
+_SENDER_STATE = struct.Struct("<II")
+MAX_CONTROL_BODY: Final = 256
+"""Longest control body read (bytes past the known fields are ignored: later extensions)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreditBody:
-    """Body of a CREDIT sample (``<IiQ``, 16 bytes): the receiver's flow-control grant.
+    """Body of a CREDIT sample (``<IiQII``, 24 bytes): the receiver's flow-control grant and
+    what the sending end reports about the receiving end (see ``rtrun._zenoh_channel``).
 
-    The sender may have at most ``capacity`` DATA samples of the answered epoch beyond
-    ``consumed``: it may send sequence id ``s`` while ``s < consumed + capacity``.
+    The sender may have at most ``window`` DATA samples of the answered epoch beyond
+    ``consumed``: it may send sequence id ``s`` while ``s < consumed + window``. The window is
+    the channel's capacity plus the receives waiting (each one takes an item, as in-process),
+    so ``window - waiting`` is the capacity.
     """
 
     receiver_id: int
     """Random u32 identifying the receiving port instance (a restarted receiver has a new one)."""
-    capacity: int
-    """The receiving channel's capacity (i32, >= 0)."""
+    window: int
+    """Capacity + ``waiting`` (i32, >= ``waiting``). A 16-byte credit carries the window only."""
     consumed: int
     """Sequence ids below this were taken off the receiver's queue (or lost) (u64)."""
+    waiting: int = 0
+    """Tasks waiting in ``receive`` on the receiving port's clones (u32; bytes 16-19)."""
+    open_ports: int = 1
+    """Open clones of the receiving port (u32; bytes 20-23)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SenderStateBody:
+    """Body of a SENDER_STATE sample (``<II``, 8 bytes): the sending end's state."""
+
+    open_ports: int
+    """Open clones of the sending port (u32)."""
+    waiting: int
+    """Tasks waiting in ``send`` (for credit) on those clones (u32)."""
 
 
 def pack_batch(bodies: Sequence[bytes]) -> bytes:
@@ -297,18 +337,49 @@ def unpack_batch(data: bytes) -> list[bytes]:
 def pack_credit(body: CreditBody) -> bytes:
     """Pack a CREDIT body; raises :class:`HeaderError` (``field_range``) on bad values."""
     _check_range("receiver_id", body.receiver_id, 0, _U32)
-    _check_range("capacity", body.capacity, 0, 2**31 - 1)
+    _check_range("window", body.window, 0, 2**31 - 1)
     _check_range("consumed", body.consumed, 0, _U64)
-    return _CREDIT.pack(body.receiver_id, body.capacity, body.consumed)
+    _check_range("waiting", body.waiting, 0, body.window)
+    _check_range("open_ports", body.open_ports, 0, _U32)
+    return _CREDIT.pack(body.receiver_id, body.window, body.consumed, body.waiting, body.open_ports)
 
 
 def unpack_credit(data: bytes | bytearray | memoryview) -> CreditBody:
-    """Parse a CREDIT body; raises :class:`HeaderError` (``credit_size``/``field_range``)."""
-    if len(data) != _CREDIT.size:
-        raise HeaderError("credit_size", f"expected {_CREDIT.size} bytes, got {len(data)}")
-    receiver_id, capacity, consumed = _CREDIT.unpack(data)
-    _check_range("capacity", capacity, 0, 2**31 - 1)
-    return CreditBody(receiver_id=receiver_id, capacity=capacity, consumed=consumed)
+    """Parse a CREDIT body: 16 bytes (earlier versions) or 24 up to :data:`MAX_CONTROL_BODY`
+    (extra bytes ignored); raises :class:`HeaderError` (``credit_size``/``field_range``)."""
+    size = len(data)
+    if size == _CREDIT_V1.size:
+        receiver_id, window, consumed = _CREDIT_V1.unpack(data)
+        waiting, open_ports = 0, 1
+    elif _CREDIT.size <= size <= MAX_CONTROL_BODY:
+        receiver_id, window, consumed, waiting, open_ports = _CREDIT.unpack_from(data)
+    else:
+        raise HeaderError(
+            "credit_size", f"expected 16 or {_CREDIT.size}-{MAX_CONTROL_BODY} bytes, got {size}"
+        )
+    _check_range("window", window, 0, 2**31 - 1)
+    _check_range("waiting", waiting, 0, window)
+    return CreditBody(
+        receiver_id=receiver_id, window=window, consumed=consumed, waiting=waiting, open_ports=open_ports
+    )
+
+
+def pack_sender_state(body: SenderStateBody) -> bytes:
+    """Pack a SENDER_STATE body; raises :class:`HeaderError` (``field_range``) on bad values."""
+    _check_range("open_ports", body.open_ports, 0, _U32)
+    _check_range("waiting", body.waiting, 0, _U32)
+    return _SENDER_STATE.pack(body.open_ports, body.waiting)
+
+
+def unpack_sender_state(data: bytes | bytearray | memoryview) -> SenderStateBody:
+    """Parse a SENDER_STATE body (8 bytes up to :data:`MAX_CONTROL_BODY`, extra ignored);
+    raises :class:`HeaderError` (``state_size``)."""
+    if not _SENDER_STATE.size <= len(data) <= MAX_CONTROL_BODY:
+        raise HeaderError(
+            "state_size", f"expected {_SENDER_STATE.size}-{MAX_CONTROL_BODY} bytes, got {len(data)}"
+        )
+    open_ports, waiting = _SENDER_STATE.unpack_from(data)
+    return SenderStateBody(open_ports=open_ports, waiting=waiting)
 
 
 # --- key expressions ------------------------------------------------------------------------

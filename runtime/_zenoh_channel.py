@@ -37,15 +37,55 @@ the key plus the gaps.
 
 ``block`` across the wire: credit-based flow control. The receiving port publishes CREDIT
 samples on ``<key>/@credit`` (reliable, ``interactive_high`` lane, express): "I have consumed
-every sequence id below ``consumed``; my window is ``capacity``". A sender with policy ``block``
-may publish id ``s`` only while ``s < consumed + window`` for every live receiver, so a full
-receiver makes ``send`` wait in the *sender's event loop* -- end-to-end backpressure without
-blocking a Zenoh thread or a publisher. Credits are sent when a sender appears (from the Zenoh
-thread), after each item taken off a ``block`` channel, and every :data:`CREDIT_REFRESH_S`
-while a receiver waits (recovering a lost credit). Capacity 0 (rendezvous) grants a window of 1
-only while a ``receive`` is waiting. Grants are cumulative and numbered, so a lost or reordered
-grant never deadlocks or shrinks the window. Other policies never wait: the sender publishes and
-the receiver's policy decides.
+every sequence id below ``consumed``; my window is ``window``; ``waiting`` receives wait on my
+``open_ports`` clones". A sender with policy ``block`` may publish id ``s`` only while
+``s < consumed + window`` for every live receiver, so a full receiver makes ``send`` wait in the
+*sender's event loop* -- end-to-end backpressure without blocking a Zenoh thread or a publisher.
+The window is the capacity plus the receives waiting (every clone), because in-process each
+waiting receive takes one item besides the buffer: capacity 0 (rendezvous) admits exactly one
+item per waiting receive. Credits are sent when a sender appears (from the Zenoh thread), when a
+clone opens or closes, and on ``block`` channels also after each item taken, when a receive
+starts waiting, when one leaves without an item (cancelled, closed, end of stream: its share of
+the window is withdrawn at once) and every :data:`CREDIT_REFRESH_S` while one waits (recovering
+a lost credit). Grants are cumulative and numbered, so a lost or reordered grant never
+deadlocks or shrinks the window. The one race left is inherent: an item the sender published
+under a share withdrawn before the new credit reached it arrives with nobody waiting; it stays
+in the buffer for the next receive (never lost; ``queued`` shows it, even at capacity 0), which
+is why a ``block`` receiver's buffer is bounded by the capacity plus the most receives ever
+waiting at once, beyond which an item is a ``credit_violation``. Other policies never wait: the
+sender publishes and the receiver's policy decides.
+
+Statistics. Each end reports anyio's ``MemoryObjectStreamStatistics`` meanings (its name in
+brackets) as far as it can know them: its own counts directly, the far end's from the latest
+control sample, so a field lags the far end's operation by one message (the asynchrony of
+delivery) and, once settled, both ends agree (conformance ``statistics_agree``). The far end
+tells: receivers through CREDIT (above), the sender through SENDER_STATE samples on the data
+lane (its open clones and tasks waiting in ``send``), published when either changes and when a
+receiver credits it for the first time (unless it is the assumed 1 clone, 0 waiting). Like all
+control samples they are reliable but never block (congestion ``drop``): one lost to an
+overloaded link leaves that field stale until the next sample of its kind (each carries the
+whole state; only a waiting ``block`` receiver also re-announces periodically).
+
+- ``capacity`` [``max_buffer_size``]: receiver: its own; sender: ``window - waiting`` of the
+  receivers' latest credits (the smallest), 0 before the first credit.
+- ``queued`` [``current_buffer_used``]: receiver: items in its buffer; sender on ``block``: items
+  sent and not yet acknowledged consumed (``sent - consumed``: in flight or buffered), on other
+  policies 0 (unknown: see below).
+- ``open_send_ports`` / ``open_receive_ports`` [``open_*_streams``]: each end counts its own open
+  clones; the receiver counts the live sender's clones as its latest SENDER_STATE says (1 until
+  one arrives, 0 without a live sender or after END_OF_STREAM); the sender sums the live
+  receivers' clones as their credits say (1 for a receiver known only by its token).
+- ``tasks_waiting_send`` / ``tasks_waiting_receive``: each end counts every task of its own that
+  waits (not only the one parked on the bridge); the receiver shows the sender's count from
+  SENDER_STATE; the sender shows the receivers' sum from their credits on ``block``, 0 otherwise.
+- ``sent``/``received``/``dropped`` are rtrun's: the receiver counts arrivals (+ gaps), items
+  taken and every drop; the sender counts what it published, ``received`` = acknowledged
+  consumed on ``block`` (taken or counted lost), and its own ``control_*`` drops.
+
+Decision: receivers of the other policies send no per-item or per-wait credits -- a Zenoh put
+on the hot path of every receive for numbers the sender does not use (its latency is what
+``benchmarks/zenoh_hop.py`` holds to 1.25x bare Zenoh) -- so their sender reports ``queued``,
+``received`` and ``tasks_waiting_receive`` as 0; clones are counted on every policy.
 
 Presence, epochs, faults. Each sender declares a liveliness token ``<key>/@tx/<epoch>``; each
 receiving port ``<key>/@rx/<id>``. A receiver adopts the epoch of a live sender token; when a
@@ -71,17 +111,21 @@ in-process. A receiver that *vanished* does not break the sender (its host will 
 ``block`` senders wait, others keep publishing.
 
 Module layout: this module is the façade and the design; ``_zenoh_port`` holds the shared
-pieces (codec, constants, port base), ``_zenoh_sender`` / ``_zenoh_receiver`` the two ends.
+pieces (codec, constants, port base), ``_zenoh_sender`` the sending end, ``_zenoh_receiver``
+the receiving port and ``_zenoh_receiver_core`` its shared state and Zenoh-thread side.
 
-Scheduling. ``receive`` is always a cancellation point; it yields to the event loop when it waits
-and at least every :data:`~rtrun._zenoh_receiver.RECEIVE_BUDGET` items taken straight from the
-buffer (a cooperative budget, as Tokio's): a consumer of a busy channel cannot starve the loop,
-and a burst is drained without a loop round trip (and a GIL hand-off to the Zenoh thread) per
-item. ``send`` yields *before* publishing: yielding after ``put`` was measured to delay the
-sample (the loop's work competes with Zenoh's transmit thread on a small machine); after a put
-that published at once, the sending thread only yields its CPU (``os.sched_yield``, measured
-to let the transmit thread send sooner: see ``_zenoh_sender.yield_to_transmit``). The bridge's descriptor write happens after the
-lock is released (it drops the GIL; under the lock the woken loop would run into the lock).
+Scheduling. Every ``receive`` is a cancellation point: cancelled, it raises and takes nothing,
+however many items are buffered (each call checks, cheaply: ``rtrun._lowlevel``). It yields to
+the event loop when it waits and at least every :data:`~rtrun._zenoh_receiver.RECEIVE_BUDGET`
+items taken straight from the buffer (a cooperative budget, as Tokio's): a consumer of a busy
+channel cannot starve the loop, and a burst is drained without a loop round trip (and a GIL
+hand-off to the Zenoh thread) per item. ``send`` is likewise a cancellation point on every call
+and yields *before* publishing: yielding after ``put`` was measured to delay the sample (the
+loop's work competes with Zenoh's transmit thread on a small machine); after a put that
+published at once, the sending thread only yields its CPU (``os.sched_yield``, measured to let
+the transmit thread send sooner: see ``_zenoh_sender.yield_to_transmit``). The bridge's
+descriptor write happens after the lock is released (it drops the GIL; under the lock the woken
+loop would run into the lock).
 
 Decisions: samples are not authenticated (use Zenoh TLS/ACLs); header timestamps are the
 sender's ``time.monotonic_ns()`` (opaque, echoed, never compared across hosts); bad-input log

@@ -29,9 +29,11 @@ from ._wire import (
     HeaderError,
     KeyExprError,
     MessageType,
+    SenderStateBody,
     credit_key,
     id_from_token_key,
     pack_batch,
+    pack_sender_state,
     receiver_token_pattern,
     sender_token_key,
     unpack_credit,
@@ -84,9 +86,13 @@ runnable; otherwise the other thread runs first, as it would at the sender's nex
 
 @dataclass(eq=False, slots=True)
 class _Grant:
+    """One live receiving port, as its latest credit describes it."""
+
     consumed: int | None = None  # None: no credit yet
-    window: int = 0
-    counter: int = -1
+    window: int = 0  # its capacity + its waiting receives
+    counter: int = -1  # the latest credit's number (-1: none yet)
+    waiting: int = 0  # tasks waiting in its receive
+    open_ports: int = 1  # its open clones (a live token without credit yet: one port)
 
 
 @dataclass(eq=False, slots=True)
@@ -102,7 +108,8 @@ class _SenderCore:
     receivers: dict[int, _Grant] = field(default_factory=dict)
     closed_receivers: set[int] = field(default_factory=set)
     dropped: dict[str, int] = field(default_factory=dict)
-    waiting: int = 0
+    waiting: int = 0  # tasks waiting in send (for credit), every clone
+    state_counter: int = 0  # numbers SENDER_STATE samples
     eos_sent: bool = False
     eos_acked: bool = False
     episode_id: int = 0
@@ -167,7 +174,7 @@ class _SenderCore:
             with self.bridge.lock:
                 self.dropped[f"control_{exc.reason}"] = self.dropped.get(f"control_{exc.reason}", 0) + 1
             return
-        resend_eos = False
+        resend_eos = tell_state = False
         with self.bridge.lock:
             rid = body.receiver_id
             if header.message_type is MessageType.RECEIVER_CLOSED:
@@ -176,24 +183,30 @@ class _SenderCore:
             elif header.message_type is MessageType.END_OF_STREAM_ACK:
                 self.eos_acked = self.eos_acked or (header.session_epoch == self.epoch and self.eos_sent)
             elif header.message_type is MessageType.CREDIT and rid not in self.closed_receivers:
-                self._apply_credit_locked(header, body)
+                first = self._apply_credit_locked(header, body)
+                tell_state = first and (self.open_clones, self.waiting) != (1, 0)  # (1, 0): assumed
                 resend_eos = self.eos_sent and not self.eos_acked
             due = self.bridge.notify_locked()
         if due:
             self.bridge.wake()
         if resend_eos:
             self._publish_eos()
+        if tell_state:
+            self.publish_state()
 
-    def _apply_credit_locked(self, header: Header, body: CreditBody) -> None:
+    def _apply_credit_locked(self, header: Header, body: CreditBody) -> bool:
+        """Record a receiver's credit; True if it is that receiver's first."""
         grant = self.receivers.setdefault(body.receiver_id, _Grant())
         if header.sequence_id <= grant.counter:
-            return  # an older grant overtaken by a newer one
+            return False  # an older grant overtaken by a newer one
+        first = grant.counter < 0
         grant.counter = header.sequence_id
-        grant.window = body.capacity
+        grant.window, grant.waiting, grant.open_ports = body.window, body.waiting, body.open_ports
         if body.consumed == FRESH or header.session_epoch != self.epoch:
             grant.consumed = self.seq if grant.consumed is None else grant.consumed
         else:
             grant.consumed = max(body.consumed, grant.consumed or 0)
+        return first
 
     # event loop --------------------------------------------------------------------------
     def broken_locked(self) -> bool:
@@ -317,6 +330,28 @@ class _SenderCore:
         except TransportError:
             log.warning("%s: could not publish end-of-stream (session closed)", self.key)
 
+    def publish_state(self) -> None:
+        """Publish SENDER_STATE (open clones, tasks waiting in ``send``) on the data lane, so
+        the receiving end's statistics count them (never after END_OF_STREAM: it says 0)."""
+        with self.bridge.lock:
+            if self.eos_sent:
+                return
+            self.state_counter += 1
+            attachment = header_bytes(
+                MessageType.SENDER_STATE, self.state_counter, self.epoch, self.episode_id
+            )
+            body = pack_sender_state(SenderStateBody(open_ports=self.open_clones, waiting=self.waiting))
+        try:
+            self.eos_publisher.put(body, attachment)
+        except TransportError:
+            log.debug("%s: sender state not published (session closed)", self.key)
+
+    def add_waiting(self, delta: int) -> None:
+        """Count ``delta`` more tasks waiting in ``send`` and tell the receivers."""
+        with self.bridge.lock:
+            self.waiting += delta
+        self.publish_state()
+
     def release_clone(self) -> bool:
         """Count one clone closed; True if it was the last (END_OF_STREAM is now due)."""
         with self.bridge.lock:
@@ -333,22 +368,27 @@ class _SenderCore:
     def clone_closed(self) -> None:
         if self.release_clone():
             self._publish_eos()
+        else:
+            self.publish_state()
 
     def statistics(self) -> ChannelStatistics:
+        """The sending end's view (what each field means: ``rtrun._zenoh_channel``)."""
         with self.bridge.lock:
-            consumed = [g.consumed for g in self.receivers.values() if g.consumed is not None]
-            received = min(consumed) if consumed and self.policy == "block" else 0
+            grants = list(self.receivers.values())
+            acked = [g.consumed for g in grants if g.consumed is not None]
+            block = self.policy == "block"
+            consumed = min(acked) if block and acked else None
             return ChannelStatistics(
-                capacity=min((g.window for g in self.receivers.values()), default=0),
+                capacity=min((g.window - g.waiting for g in grants if g.consumed is not None), default=0),
                 policy=self.policy,
                 sent=self.seq + len(self.pending),
-                received=received,
+                received=consumed or 0,
                 dropped=MappingProxyType(dict(self.dropped)),
-                queued=self.seq - received if received else 0,
+                queued=0 if consumed is None else self.seq - consumed,
                 open_send_ports=self.open_clones,
-                open_receive_ports=len(self.receivers),
+                open_receive_ports=sum(g.open_ports for g in grants),
                 tasks_waiting_send=self.waiting,
-                tasks_waiting_receive=0,
+                tasks_waiting_receive=sum(g.waiting for g in grants) if block else 0,
             )
 
 
@@ -413,22 +453,26 @@ class ZenohSendPort(PortBase, Generic[T]):
             return
         except WouldBlock:
             pass
+        core.add_waiting(1)  # every waiting task counts (and the receiving end is told)
+        try:
+            await self._wait_and_send(core, item)
+        finally:
+            core.add_waiting(-1)
+
+    async def _wait_and_send(self, core: _SenderCore, item: T) -> None:
+        """Wait for credit, then publish (one task at a time parks on the bridge)."""
         if core.wait_lock is None:
             core.wait_lock = anyio.Lock()
         async with core.wait_lock:
-            core.waiting += 1
-            try:
-                while True:
-                    await core.bridge.wait_until(
-                        lambda: self._closed or core.broken_locked() or core.has_credit_locked()
-                    )
-                    core.send_budget = SEND_BUDGET  # it waited: other tasks had their turn
-                    try:
-                        return self.send_nowait(item)
-                    except WouldBlock:  # pragma: no cover - another clone took the credit
-                        continue
-            finally:
-                core.waiting -= 1
+            while True:
+                await core.bridge.wait_until(
+                    lambda: self._closed or core.broken_locked() or core.has_credit_locked()
+                )
+                core.send_budget = SEND_BUDGET  # it waited: other tasks had their turn
+                try:
+                    return self.send_nowait(item)
+                except WouldBlock:  # pragma: no cover - another clone took the credit
+                    continue
 
     async def wait_for_receiver(self) -> None:
         """Wait until a receiving port of this key is live (its token was seen)."""
@@ -450,7 +494,9 @@ class ZenohSendPort(PortBase, Generic[T]):
         """Another send port on the same channel (fan-in). Raises ClosedResourceError if closed."""
         if self._closed:
             raise ClosedResourceError
-        return ZenohSendPort._create(self._core)
+        port: ZenohSendPort[T] = ZenohSendPort._create(self._core)
+        self._core.publish_state()
+        return port
 
     def close(self) -> None:
         """Close this clone (idempotent); the last clone publishes END_OF_STREAM.
@@ -473,7 +519,8 @@ class ZenohSendPort(PortBase, Generic[T]):
         if self._closed:
             return
         self._closed = True
-        self._core.release_clone()
+        if not self._core.release_clone():
+            self._core.publish_state()
 
     async def aclose(self) -> None:
         """Close this clone; the last one publishes END_OF_STREAM *reliably*: from a worker
@@ -485,6 +532,7 @@ class ZenohSendPort(PortBase, Generic[T]):
             return
         self._closed = True
         if not self._core.release_clone():
+            self._core.publish_state()
             await checkpoint()
             return
         core = self._core
@@ -498,7 +546,8 @@ class ZenohSendPort(PortBase, Generic[T]):
             await core.bridge.wait_until(lambda: core.eos_acked or not core.receivers)
 
     def statistics(self) -> ChannelStatistics:
-        """Sender-side snapshot (``received``/``queued`` known only under ``block`` credits)."""
+        """The sending end's view: own counters, the receivers' as their credits report them
+        (``received``/``queued``/``tasks_waiting_receive`` under ``block`` only)."""
         return self._core.statistics()
 
     @property
@@ -524,5 +573,10 @@ def open_zenoh_sender(
     core = _SenderCore(
         session=session, key=key, policy=policy, qos=qos or Qos(), codec=codec or kernel_codec(None)
     )
-    core.open()
-    return ZenohSendPort._create(core)
+    port: ZenohSendPort[Any] = ZenohSendPort._create(core)  # counted before any credit can arrive
+    try:
+        core.open()
+    except BaseException:
+        port._closed = True  # never opened: nothing to close, no ResourceWarning
+        raise
+    return port

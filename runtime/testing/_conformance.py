@@ -13,6 +13,11 @@ receiver's statistics until the expected counters are reached (bounded by ``sett
 In-process channels settle immediately. Assertions about "this send blocks" use a short
 ``move_on_after`` window, which is instantaneous on virtual time.
 
+Statistics follow anyio's ``MemoryObjectStreamStatistics`` (``queued`` is its
+``current_buffer_used``, ``capacity`` its ``max_buffer_size``, ``open_*_ports`` its
+``open_*_streams``): in-process both ports read one state; across hosts each end reports its
+own view, and once settled the two views agree (``statistics_agree``).
+
 Scenarios are plain functions so a failing one names exactly which semantic broke.
 """
 
@@ -63,6 +68,35 @@ async def _settle(predicate: Callable[[], bool], timeout: float, what: str) -> N
     raise AssertionError(f"transport did not settle within {timeout} s: expected {what}")
 
 
+async def _settled(predicate: Callable[[], bool], timeout: float) -> None:
+    """Wait until ``predicate()`` holds, at most ``timeout``; never fails by itself (the
+    assertion that follows names what did not happen)."""
+    with anyio.move_on_after(timeout):
+        while not predicate():  # noqa: ASYNC110 - a transport has no event to wait on
+            await anyio.sleep(0.005)
+
+
+_ANYIO_FIELDS = ("queued", "capacity", "open_send_ports", "open_receive_ports")
+_ANYIO_FIELDS += ("tasks_waiting_send", "tasks_waiting_receive")
+
+
+def _anyio_view(port: Any) -> dict[str, int]:
+    stats = port.statistics()
+    return {name: getattr(stats, name) for name in _ANYIO_FIELDS}
+
+
+async def _agree(send: Any, receive: Any, opts: ConformanceOptions, **expected: int) -> None:
+    """Once settled, both ends report ``expected`` (a subset of the anyio-named fields)."""
+
+    def holds() -> bool:
+        views = (_anyio_view(send), _anyio_view(receive))
+        return all(view[k] == v for view in views for k, v in expected.items())
+
+    await _settled(holds, opts.settle_timeout)
+    views = {"send": _anyio_view(send), "receive": _anyio_view(receive)}
+    assert holds(), f"statistics: expected {expected} at both ends, got {views}"
+
+
 async def _drain(receive: ReceivePort[Any], count: int) -> list[Any]:
     return [await receive.receive() for _ in range(count)]
 
@@ -111,6 +145,88 @@ async def rendezvous(open_pair: ChannelFactory, opts: ConformanceOptions) -> Non
         async with anyio.create_task_group() as tg:
             tg.start_soon(send.send, "y")
             assert await receive.receive() == "y"
+
+
+async def cancelled_receive_withdraws(open_pair: ChannelFactory, opts: ConformanceOptions) -> None:
+    """Capacity 0: a receive that waited and was cancelled admits no item afterwards."""
+    if not opts.rendezvous:
+        return
+    async with open_pair(0, "block") as (send, receive):
+        with anyio.move_on_after(opts.block_window):
+            await receive.receive()
+        await _settled(lambda: send.statistics().tasks_waiting_receive == 0, opts.settle_timeout)
+        try:
+            send.send_nowait("late")
+        except anyio.WouldBlock:
+            pass
+        else:  # pragma: no cover - failure path
+            raise AssertionError("send_nowait succeeded on capacity 0 with no receive waiting")
+        assert receive.statistics().queued == 0
+
+
+async def rendezvous_per_waiting_receiver(open_pair: ChannelFactory, opts: ConformanceOptions) -> None:
+    """Capacity 0 with two receives waiting (one on a clone): two ``send_nowait`` succeed."""
+    if not opts.rendezvous:
+        return
+    async with open_pair(0, "block") as (send, receive):
+        got: list[Any] = []
+
+        async def take(port: Any) -> None:
+            got.append(await port.receive())
+
+        with receive.clone() as clone:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(take, receive)
+                tg.start_soon(take, clone)
+                await _settled(lambda: send.statistics().tasks_waiting_receive == 2, opts.settle_timeout)
+                send.send_nowait("a")
+                send.send_nowait("b")
+                try:
+                    send.send_nowait("c")
+                except anyio.WouldBlock:
+                    pass
+                else:  # pragma: no cover - failure path
+                    raise AssertionError("a third send_nowait succeeded with two receives waiting")
+        assert sorted(got) == ["a", "b"]
+
+
+async def receive_cancelled_with_items_buffered(open_pair: ChannelFactory, opts: ConformanceOptions) -> None:
+    """``receive`` is a cancellation point even with items buffered: it raises, takes nothing."""
+    async with open_pair(4, "block") as (send, receive):
+        for i in range(3):
+            await send.send(i)
+        await _settled(lambda: receive.statistics().queued == 3, opts.settle_timeout)
+        assert await receive.receive() == 0
+        returned: list[Any] = []
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            returned.append(await receive.receive())
+        assert returned == [], "receive in a cancelled scope returned an item"
+        assert receive.statistics().queued == 2
+        assert await _drain(receive, 2) == [1, 2]
+
+
+async def statistics_agree(open_pair: ChannelFactory, opts: ConformanceOptions) -> None:
+    """Both ends report anyio's statistics alike: buffered items (sent, not yet received),
+    capacity, open clones of each side, tasks waiting in ``send`` and in ``receive``."""
+    async with open_pair(1, "block") as (send, receive):
+        await _agree(send, receive, opts, queued=0, capacity=1, open_send_ports=1, open_receive_ports=1)
+        await send.send("a")
+        await _agree(send, receive, opts, queued=1, tasks_waiting_send=0)
+        async with anyio.create_task_group() as tg:
+            for item in ("b", "c"):
+                tg.start_soon(send.send, item)
+            await _agree(send, receive, opts, queued=1, tasks_waiting_send=2)
+            assert sorted([await receive.receive() for _ in range(3)]) == ["a", "b", "c"]
+        await _agree(send, receive, opts, queued=0, tasks_waiting_send=0)
+        with send.clone(), receive.clone(), receive.clone():
+            await _agree(send, receive, opts, open_send_ports=2, open_receive_ports=3)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(receive.receive)
+                await _agree(send, receive, opts, tasks_waiting_receive=1)
+                await send.send("d")
+            await _agree(send, receive, opts, queued=0, tasks_waiting_receive=0)
+        await _agree(send, receive, opts, open_send_ports=1, open_receive_ports=1)
 
 
 async def _overflow(
@@ -303,6 +419,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     cancelled_send_is_withdrawn,
     fan_in,
     statistics_fields,
+    cancelled_receive_withdraws,
+    rendezvous_per_waiting_receiver,
+    receive_cancelled_with_items_buffered,
+    statistics_agree,
 )
 """Every scenario, in a stable order (tests parametrize over it to get one result each)."""
 

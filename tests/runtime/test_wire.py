@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from rtrun._wire import (
     HEADER_SCHEMA_VERSION,
     HEADER_SIZE,
+    MAX_CONTROL_BODY,
     CreditBody,
     Header,
     HeaderError,
     KeyExprError,
     MessageType,
+    SenderStateBody,
     channel_key,
     check_segment,
     credit_key,
@@ -25,6 +27,7 @@ from rtrun._wire import (
     pack_credit,
     pack_header,
     pack_header_fields,
+    pack_sender_state,
     receiver_token_key,
     receiver_token_pattern,
     sender_token_key,
@@ -33,6 +36,7 @@ from rtrun._wire import (
     unpack_credit,
     unpack_header,
     unpack_header_fields,
+    unpack_sender_state,
 )
 
 U8, U16, U32, U64 = 2**8 - 1, 2**16 - 1, 2**32 - 1, 2**64 - 1
@@ -113,21 +117,49 @@ def test_out_of_range_fields_rejected_on_pack(fields: dict[str, int]) -> None:
     assert info.value.reason == "field_range"
 
 
-@given(st.integers(0, U32), st.integers(0, 2**31 - 1), st.integers(0, U64))
-def test_credit_roundtrip(rid: int, capacity: int, consumed: int) -> None:
-    body = CreditBody(receiver_id=rid, capacity=capacity, consumed=consumed)
-    assert len(pack_credit(body)) == 16
-    assert unpack_credit(pack_credit(body)) == body
+@given(st.integers(0, U32), st.integers(0, 2**31 - 1), st.integers(0, U64), st.data())
+def test_credit_roundtrip(rid: int, window: int, consumed: int, data: st.DataObject) -> None:
+    waiting, ports = data.draw(st.integers(0, window)), data.draw(st.integers(0, U32))
+    body = CreditBody(receiver_id=rid, window=window, consumed=consumed, waiting=waiting, open_ports=ports)
+    packed = pack_credit(body)
+    assert len(packed) == 24 and packed[:16] == struct.pack("<IiQ", rid, window, consumed)
+    assert unpack_credit(packed) == body
+    assert unpack_credit(packed + b"\x07" * 8) == body  # a later version's extension: ignored
+
+
+def test_credit_of_an_earlier_version_is_read() -> None:
+    """16 bytes ``<IiQ``: the window only (no waiting receives reported, one open port)."""
+    body = unpack_credit(struct.pack("<IiQ", 9, 3, 40))
+    assert body == CreditBody(receiver_id=9, window=3, consumed=40, waiting=0, open_ports=1)
 
 
 def test_credit_wrong_size_and_range() -> None:
-    with pytest.raises(HeaderError) as info:
-        unpack_credit(b"\x00" * 15)
-    assert info.value.reason == "credit_size"
+    for size in (15, 17, 23, MAX_CONTROL_BODY + 1):
+        with pytest.raises(HeaderError) as info:
+            unpack_credit(b"\x00" * size)
+        assert info.value.reason == "credit_size"
     with pytest.raises(HeaderError):
         unpack_credit(struct.pack("<IiQ", 1, -5, 0))
+    with pytest.raises(HeaderError) as info:
+        unpack_credit(struct.pack("<IiQII", 1, 2, 0, 3, 1))  # more waiting receives than window
+    assert info.value.reason == "field_range"
     with pytest.raises(HeaderError):
-        pack_credit(CreditBody(receiver_id=-1, capacity=0, consumed=0))
+        pack_credit(CreditBody(receiver_id=-1, window=0, consumed=0))
+    with pytest.raises(HeaderError):
+        pack_credit(CreditBody(receiver_id=1, window=1, consumed=0, waiting=2))
+
+
+def test_sender_state_body() -> None:
+    body = SenderStateBody(open_ports=3, waiting=2)
+    assert pack_sender_state(body) == struct.pack("<II", 3, 2)
+    assert unpack_sender_state(pack_sender_state(body)) == body
+    assert unpack_sender_state(pack_sender_state(body) + b"\x00" * 4) == body  # extension ignored
+    for size in (0, 7, MAX_CONTROL_BODY + 1):
+        with pytest.raises(HeaderError) as info:
+            unpack_sender_state(b"\x00" * size)
+        assert info.value.reason == "state_size"
+    with pytest.raises(HeaderError):
+        pack_sender_state(SenderStateBody(open_ports=-1, waiting=0))
 
 
 # --- keys --------------------------------------------------------------------------------------
