@@ -409,7 +409,12 @@ def _run_isolated(
     ]
     hosts = HostProcesses()
     supervisor = host_supervisor(compiled, passthrough, hosts)
-    state.hard_stop = supervisor.hard_stop
+
+    def force() -> None:  # a second signal: every host forces its own fast stop too
+        supervisor.hard_stop()
+        hosts.force_all()
+
+    state.hard_stop = force
 
     failures: list[BaseException] = []
 

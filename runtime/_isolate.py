@@ -14,7 +14,10 @@ actors do. Every line a host writes to stderr is forwarded tagged with its host 
 ``"host"`` field with ``--log-format json``) to the launcher's stderr and log file; the parent
 logs each host's PID so a test (or an operator) can signal it. Stopping sends SIGTERM (the host
 stops its actors gracefully), waits the host's budget, then SIGKILL — always by PID, and always
-awaited, so no child outlives the launcher.
+awaited, so no child outlives the launcher. A host's stderr is forwarded until it ends, so the
+last lines of a stopping host (its actors' cleanup, whether each safe state was reached) are
+never lost. A second Ctrl-C in the launcher signals every host again (:meth:`HostProcesses.force_all`):
+each forces its fast stop.
 
 Stopping the whole graph sends SIGTERM to *every* host at once (:meth:`HostProcesses.terminate_all`)
 before the supervisor awaits them in reverse order. Stopped one after the other, the first host to
@@ -50,6 +53,9 @@ READY_MARKER = "running ("
 """Substring of the line a host logs once its graph runs (see ``rtrun._cli``)."""
 HOST_SHUTDOWN_S = 20.0
 """SIGTERM → SIGKILL budget per host: actors stop in reverse order within their own timeouts."""
+FORWARD_GRACE_S = 1.0
+"""After a host ended, how long its last stderr lines may take to arrive (a grandchild holding
+the pipe open must not hold the launcher)."""
 
 log = logging.getLogger("rtrun.isolate")
 
@@ -91,6 +97,13 @@ class HostProcesses:
         for proc in list(self._procs.values()):
             self.terminate(proc)
 
+    def force_all(self) -> None:
+        """A second Ctrl-C: signal every live host again, which it takes as "force" (exit 130)."""
+        for proc in list(self._procs.values()):
+            if proc.returncode is None:
+                self._terminated.add(proc.pid)
+                proc.send_signal(signal.SIGTERM)
+
 
 def _command(graph_file: str, host: str, passthrough: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "rtrun", "run", graph_file, "--host", host, *passthrough]
@@ -110,16 +123,38 @@ async def _pump(proc: Process, host: str, task_status: TaskStatus[None]) -> None
                 task_status.started()
 
 
+async def _forward_rest(proc: Process, host: str) -> None:
+    """Forward what ``host`` still writes to stderr until it closes."""
+    assert proc.stderr is not None
+    buffer = ""
+    async for chunk in TextReceiveStream(proc.stderr, errors="replace"):
+        buffer += chunk
+        *lines, buffer = buffer.split("\n")
+        for line in lines:
+            forward_host_line(host, line)
+    if buffer:
+        forward_host_line(host, buffer)
+
+
 async def _stop(proc: Process, host: str, hosts: HostProcesses) -> None:
+    """SIGTERM, wait the host's budget, SIGKILL; meanwhile its last lines (the actors' cleanup and
+    safe-state reports) are still forwarded, for at most :data:`FORWARD_GRACE_S` after it ends."""
     with anyio.CancelScope(shield=True):
-        if proc.returncode is None:
-            hosts.terminate(proc)
-            with anyio.move_on_after(HOST_SHUTDOWN_S):
-                await proc.wait()
-        if proc.returncode is None:
-            log.warning("host %r (pid %d) did not stop within %g s: SIGKILL", host, proc.pid, HOST_SHUTDOWN_S)
-            proc.kill()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_forward_rest, proc, host)
+            await _terminate(proc, host, hosts)
+            tg.cancel_scope.deadline = anyio.current_time() + FORWARD_GRACE_S
+
+
+async def _terminate(proc: Process, host: str, hosts: HostProcesses) -> None:
+    if proc.returncode is None:
+        hosts.terminate(proc)
+        with anyio.move_on_after(HOST_SHUTDOWN_S):
             await proc.wait()
+    if proc.returncode is None:
+        log.warning("host %r (pid %d) did not stop within %g s: SIGKILL", host, proc.pid, HOST_SHUTDOWN_S)
+        proc.kill()
+        await proc.wait()
 
 
 def _host_child(graph_file: str, host: str, passthrough: Sequence[str], hosts: HostProcesses) -> ChildSpec:

@@ -17,9 +17,12 @@ Theory of operation
 
 It starts the root supervisor with ``TaskGroup.start`` (so every actor reported readiness in
 order before the ``async with`` body runs), yields a :class:`Graph` handle, and on exit cancels
-the root, which stops actors in reverse order with their shutdown timeouts. If the root
-escalates while the body runs, the body is cancelled and ``EscalationError`` is raised out of
-``open_graph``. An actor that terminates (its supervisor reports ``terminated``: a
+the root, which stops actors in reverse order with their shutdown timeouts. Cancelled during
+start-up (``rtrun run`` holds the handle from the start, :meth:`Graph._running`, so a first
+Ctrl-C cancels the start and a second one hard-stops it), no further actor starts, the starting
+one is cancelled and the started ones stop in reverse order. If the root escalates (or an actor
+raises ``ConfigurationError``) while the body runs, the body is cancelled and the error is raised
+out of ``open_graph``. An actor that terminates (its supervisor reports ``terminated``: a
 ``temporary`` actor that ended, a ``transient`` one after a normal exit, or every actor of a
 nested supervisor that ended so, e.g. a ``transient`` group that escalated) has its outputs
 closed, so downstream inputs see end-of-stream. Outputs follow the actor's lifetime in its

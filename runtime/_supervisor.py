@@ -16,7 +16,8 @@ whose cancellation would wait forever for a shielded child). A child that fails 
 ready makes ``start`` raise; at the supervisor's own start this aborts the start (already started
 children are stopped in reverse order and the error propagates to the parent, as in OTP); during a
 restart it is retried (one more restart) after the exits already pending, unless one of them
-restarts it first (OTP ``try_again_restart``).
+restarts it first (OTP ``try_again_restart``). A supervisor cancelled while a child starts (Ctrl-C
+during start-up) starts no further child: the starting one is stopped like the started ones.
 
 When a running child exits, its task records the outcome in the child's single ``pending`` slot
 (bounded by construction: one slot per child) and wakes the supervisor task, which decides:
