@@ -287,14 +287,18 @@ class DatasetWriter:
         finally:
             shutil.rmtree(self.root / commit.EPISODE_DIR, ignore_errors=True)
 
-    def save_episode(self) -> EpisodeSummary:
-        """Finish the current episode and publish it; the dataset is loadable on return."""
+    def save_episode(self, *, marks: Mapping[str, int | float | str] | None = None) -> EpisodeSummary:
+        """Finish the current episode and publish it; the dataset is loadable on return.
+
+        ``marks`` become ``rtrun/<name>`` columns of the episode's metadata row (e.g. the
+        recorder's ``slow_streams``); pass the same names for every episode of a dataset.
+        """
         ep = self._require_episode()
         if ep.frames == 0:
             raise EpisodeStateError(f"episode {ep.index} has no frames; add frames or discard it")
         self._episode = None
         try:
-            return self._save(ep)
+            return self._save(ep, marks or {})
         except BaseException:
             for enc in ep.encoders.values():
                 if enc.error is None:
@@ -376,7 +380,7 @@ class DatasetWriter:
             out[key] = np.ascontiguousarray(image) if not image.flags.writeable else image.copy()
         return out
 
-    def _save(self, ep: EpisodeBuffer) -> EpisodeSummary:
+    def _save(self, ep: EpisodeBuffer, marks: Mapping[str, int | float | str]) -> EpisodeSummary:
         counts = {}
         for key, enc in ep.encoders.items():
             try:
@@ -401,6 +405,7 @@ class DatasetWriter:
         video_slots = {k: self._stage_video(k, ep, staging, moves, row) for k in self._videos}
         row["dataset_from_index"], row["dataset_to_index"] = from_index, from_index + ep.frames
         row["rtrun/dropped_frames"] = ep.dropped
+        row.update({f"rtrun/{name}": value for name, value in marks.items()})
         row.update({f"stats/{f}/{s}": v for f, st in stats_to_json(ep_stats).items() for s, v in st.items()})
         meta_slot = self._stage_episode_row(row, staging, moves)
         info = self._next_info(ep, tasks, staging)

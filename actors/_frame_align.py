@@ -10,12 +10,28 @@ Theory of operation -- the alignment rule
 *Causal sample-and-hold.* The value of stream ``s`` at tick ``T_k`` is the **latest sample with
 capture time ``t <= T_k``** -- what a controller running at ``T_k`` could have seen (LeRobot's
 record loop does the same by reading the newest frame each tick). A sample is used only while
-it is fresh: ``T_k - t <= max_age_s[s]`` (the *tolerance*, default ``2 / fps``: one missed
-frame of a camera running at the dataset rate is tolerated, two are not). A tick where any
-stream has no fresh sample is **skipped** and counted per stream (``statistics().skipped``);
-it produces no row, so the recorder writes only complete rows. Skipped ticks shift later rows
-one grid step early in the dataset's ``timestamp`` -- the ``capture_time`` column
-(:func:`capture_time_feature`) keeps the truth.
+it is fresh: ``T_k - t <= max(max_age_s[s], HOLD_PERIODS * P)`` where ``max_age_s`` is the
+*tolerance* (default ``2 / fps``: one missed frame of a camera running at the dataset rate is
+tolerated, two are not) and ``P`` is the stream's own period, measured over its last
+:data:`RATE_WINDOW` samples up to and including this one (mean interval without stalls, see
+:func:`_period`; causal, so batch and incremental polling agree). A tick where any stream has no fresh sample is **skipped** and
+counted per stream (``statistics().skipped``); it produces no row, so the recorder writes only
+complete rows. Skipped ticks shift later rows one grid step early in the dataset's
+``timestamp`` -- the ``capture_time`` column (:func:`capture_time_feature`) keeps the truth.
+
+*Streams slower than the grid: hold the last sample (issue 16).* A LeRobot dataset's timeline
+*is* its row count (``timestamp = frame_index / fps``), so every skipped tick shortens the
+episode. With a tolerance fixed in dataset frames, a 5 fps MuJoCo camera at fps 30 went stale
+between its frames and 6 s were stored as 2.1 s. The tolerance therefore grows to two of the
+stream's own periods: a slow stream's latest sample is **repeated** in the following rows until
+a newer one arrives (hold-last, what LeRobot's recording loop does when it reads a camera every
+tick), so the episode keeps its real duration; a stream that *stops* still goes stale after two
+of its periods and skips ticks. Repeats are counted per stream (``statistics().repeated``: rows
+reusing the previous row's sample, whatever the reason), and a stream whose measured rate is
+below ``SLOW_RATE_RATIO * fps`` (over at least :data:`MIN_RATE_INTERVALS` intervals) is reported
+in ``statistics().slow`` with its rate: the recorder warns once per episode and marks the
+episode. Training data from such a stream is a step function, not motion -- worth knowing, not
+worth silently squeezing the timeline for.
 
 *When a tick is final.* Samples arrive late (transport, encoding). Stream ``s`` is *settled*
 for ``T_k`` once a sample with ``t > T_k`` has arrived (streams are in capture order per
@@ -30,11 +46,13 @@ pruned as soon as a newer sample at or before the resolved tick exists.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from statistics import median
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -57,6 +75,16 @@ DEFAULT_SETTLE_S = 0.1
 well under 100 ms on the target machines; later samples still serve later ticks."""
 DEFAULT_BUFFER_SIZE = 64
 """Samples kept per stream: 0.64 s of a 100 Hz joint stream, > settle_s + max_age_s."""
+HOLD_PERIODS = 2.0
+"""A sample stays fresh for this many of its stream's own periods (one missed frame of the
+stream is tolerated, two are not: the default tolerance's rule, in the stream's own frames)."""
+RATE_WINDOW = 16
+"""Samples whose intervals give a stream's period (0.5 s of a 30 fps camera, 3 s at 5 fps)."""
+MIN_RATE_INTERVALS = 4
+"""Intervals needed before a stream can be called slow (0.8 s of a 5 fps camera)."""
+SLOW_RATE_RATIO = 0.9
+"""A stream measured below ``0.9 * fps`` cannot fill the grid: reported as slow (the margin
+absorbs a camera that runs a little under its nominal rate, e.g. 29.5 fps at fps 30)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +116,10 @@ class AlignStatistics:
     """Ticks skipped, per stream that had no fresh sample (a tick can count for several)."""
     skipped_ticks: int = 0
     """Ticks skipped in total."""
+    repeated: dict[str, int] = field(default_factory=dict)
+    """Rows that reuse the previous row's sample, per stream (a stream slower than the grid)."""
+    slow: dict[str, float] = field(default_factory=dict)
+    """Streams measured slower than ``SLOW_RATE_RATIO * fps``: their latest rate, Hz."""
     out_of_order: int = 0
     """Samples dropped because they were older than their stream's newest sample."""
     overflow: int = 0
@@ -111,7 +143,10 @@ class FrameAligner:
         max_age_s: float | Mapping[str, float] | None = None,
         settle_s: float = DEFAULT_SETTLE_S,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
+        history: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
+        """``history``: capture times of samples seen before ``start_time``, per stream, so a
+        slow stream's period is known from tick 0 (only their times: the values are not needed)."""
         if fps <= 0 or not streams or len(set(streams)) != len(streams):
             raise ValueError("FrameAligner needs fps > 0 and a non-empty list of distinct streams")
         if settle_s < 0 or buffer_size < 2 or not math.isfinite(start_time):
@@ -124,13 +159,16 @@ class FrameAligner:
         else:
             self._max_age = {s: float(max_age_s.get(s, default_age)) for s in self.streams}
         self._settle = settle_s
-        self._buffers: dict[str, deque[tuple[float, Any]]] = {
-            s: deque(maxlen=buffer_size) for s in self.streams
-        }
+        self._buffers: dict[str, deque[_Sample]] = {s: deque(maxlen=buffer_size) for s in self.streams}
+        history = history or {}
+        self._recent = {s: deque(sorted(history.get(s, ())), maxlen=RATE_WINDOW) for s in self.streams}
         self._newest = dict.fromkeys(self.streams, -math.inf)
         self._tick = 0
         self._rows = self._skipped_ticks = self._out_of_order = self._overflow = 0
         self._skipped = dict.fromkeys(self.streams, 0)
+        self._repeated = dict.fromkeys(self.streams, 0)
+        self._last_used = dict.fromkeys(self.streams, math.nan)
+        self._slow: dict[str, float] = {}
 
     @property
     def next_tick(self) -> int:
@@ -149,7 +187,10 @@ class FrameAligner:
             return
         if len(buf) == buf.maxlen:
             self._overflow += 1
-        buf.append((t_capture, value))
+        recent = self._recent[stream]
+        if not recent or t_capture > recent[-1]:  # history may already hold it
+            recent.append(t_capture)
+        buf.append(_Sample(t_capture, value, *_period(recent)))
         self._newest[stream] = t_capture
 
     def poll(self, now: float) -> list[AlignedRow]:
@@ -172,16 +213,18 @@ class FrameAligner:
             skipped_ticks=self._skipped_ticks,
             out_of_order=self._out_of_order,
             overflow=self._overflow,
+            repeated=dict(self._repeated),
+            slow=dict(self._slow),
         )
 
     def _settled(self, stream: str, t_k: float, now: float) -> bool:
         return self._newest[stream] > t_k or now >= t_k + self._settle
 
     def _resolve(self, t_k: float) -> AlignedRow | None:
-        chosen: dict[str, tuple[float, Any]] = {}
+        chosen: dict[str, _Sample] = {}
         for stream in self.streams:
             sample = self._latest_at(stream, t_k)
-            if sample is not None and t_k - sample[0] <= self._max_age[stream]:
+            if sample is not None and t_k - sample.t <= self._fresh_for(stream, sample):
                 chosen[stream] = sample
             else:
                 self._skipped[stream] += 1
@@ -189,16 +232,50 @@ class FrameAligner:
             self._skipped_ticks += 1
             return None
         self._rows += 1
+        for stream, sample in chosen.items():
+            self._account(stream, sample)
         return AlignedRow(
             tick=self._tick,
             tick_time=t_k,
-            values={s: v for s, (_, v) in chosen.items()},
-            capture_times={s: t for s, (t, _) in chosen.items()},
+            values={s: sample.value for s, sample in chosen.items()},
+            capture_times={s: sample.t for s, sample in chosen.items()},
         )
 
-    def _latest_at(self, stream: str, t_k: float) -> tuple[float, Any] | None:
+    def _fresh_for(self, stream: str, sample: _Sample) -> float:
+        """How old ``sample`` may be at a tick: the tolerance, or two of its stream's periods."""
+        return max(self._max_age[stream], HOLD_PERIODS * sample.period)
+
+    def _account(self, stream: str, sample: _Sample) -> None:
+        """Count a repeat of the previous row's sample; note a stream slower than the grid."""
+        if sample.t == self._last_used[stream]:
+            self._repeated[stream] += 1
+        self._last_used[stream] = sample.t
+        if sample.intervals >= MIN_RATE_INTERVALS and sample.period * self.fps * SLOW_RATE_RATIO > 1:
+            self._slow[stream] = 1 / sample.period
+
+    def _latest_at(self, stream: str, t_k: float) -> _Sample | None:
         """Latest sample at or before ``t_k``; prunes the older ones (never needed again)."""
         buf = self._buffers[stream]
-        while len(buf) >= 2 and buf[1][0] <= t_k:
+        while len(buf) >= 2 and buf[1].t <= t_k:
             buf.popleft()
-        return buf[0] if buf and buf[0][0] <= t_k else None
+        return buf[0] if buf and buf[0].t <= t_k else None
+
+
+class _Sample(NamedTuple):
+    """One buffered sample and its stream's period as measured when it arrived."""
+
+    t: float
+    value: Any
+    period: float  # the stream's period over its last RATE_WINDOW samples (0: unknown)
+    intervals: int  # how many intervals that median is over
+
+
+def _period(recent: deque[float]) -> tuple[float, int]:
+    """A stream's period from its ``recent`` capture times, and the number of intervals used
+    (``(0.0, 0)`` with fewer than two samples): the mean interval, leaving out gaps longer than
+    twice the median (a stall says the stream stopped, not that it is slow)."""
+    if len(recent) < 2:
+        return 0.0, 0
+    gaps = [b - a for a, b in itertools.pairwise(recent)]
+    typical = [g for g in gaps if g <= 2 * median(gaps)]
+    return sum(typical) / len(typical), len(typical)

@@ -3,15 +3,20 @@
 Theory of operation
 -------------------
 ``RecorderActor`` (``recorder.py``) never calls the writer itself: it queues commands --
-``("row", row, images, task)``, ``("start", task)``, ``("save", dropped)``,
-``("discard", dropped)``, ``("close", save, dropped)`` -- for one dedicated thread that applies
-them in order. The queue is bounded by counting, not by blocking: the event loop counts what it
+``("row", row, images, task)``, ``("start", task)``, ``("save", dropped, info)``,
+``("discard", dropped, info)``, ``("close", save, dropped, info)`` -- for one dedicated thread
+that applies them in order (``info``: the loop side's episode report, merged into the summary;
+its ``marks`` become ``rtrun/<name>`` columns of the saved episode's metadata row). The queue is bounded by counting, not by blocking: the event loop counts what it
 submitted, the thread counts what it consumed (each counter has one writer, so no lock), and
 :meth:`WriterThread.submit_row` refuses a row when ``capacity`` rows are pending -- the caller
 drops and counts it. Episode commands are bounded the same way (:data:`CONTROL_BACKLOG`).
 
 The thread publishes a :class:`WriterSnapshot` after every command (one attribute assignment,
-atomic under the GIL) for the actor's status. A writer exception ends the thread; it is kept in
+atomic under the GIL) for the actor's status. Each episode it ended -- saved, i.e. **committed**
+on disk (``save_episode`` returned), or discarded -- is appended to a deque the event loop drains
+with :meth:`WriterThread.ended` (``deque`` append/popleft are thread-safe): the recorder logs
+"episode N saved" from there, never when it merely queued the save, so a SIGKILL right after
+that line cannot lose the episode. A writer exception ends the thread; it is kept in
 :attr:`WriterThread.error` for the actor to raise (the supervisor decides about a restart). The
 thread always closes the writer on exit, which discards an unsaved episode and releases the
 dataset lock so a restarted recorder can reopen it.
@@ -33,6 +38,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +85,7 @@ class WriterThread:
         self._task = ""
         self.error: BaseException | None = None
         self.snapshot = WriterSnapshot(episodes=writer.total_episodes, frames=writer.total_frames)
+        self._ended: deque[dict[str, Any]] = deque()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -102,6 +109,13 @@ class WriterThread:
         self._queue.put(command)
         return True
 
+    def ended(self) -> list[dict[str, Any]]:
+        """Summaries of the episodes saved (committed) or discarded since the last call."""
+        out = []
+        while self._ended:
+            out.append(self._ended.popleft())
+        return out
+
     def join(self, timeout: float) -> bool:
         """Wait (blocking) for the thread to end; True if it did."""
         self._thread.join(timeout)
@@ -117,7 +131,7 @@ class WriterThread:
                 command = self._queue.get()
                 try:
                     if command[0] == "close":
-                        self._end_episode(save=command[1], dropped=command[2])
+                        self._end_episode(command[1], *command[2:])
                         return
                     self._handle(command)
                 finally:
@@ -145,23 +159,24 @@ class WriterThread:
         elif kind == "start":
             self._task = args[0]
             self._writer.start_episode(args[0])
-        elif kind == "save":
-            self._end_episode(save=True, dropped=args[0])
-        elif kind == "discard":
-            self._end_episode(save=False, dropped=args[0])
+        elif kind in ("save", "discard"):
+            self._end_episode(kind == "save", *args)
 
-    def _end_episode(self, *, save: bool, dropped: int) -> None:
+    def _end_episode(self, save: bool, dropped: int, info: dict[str, Any] | None = None) -> None:
         stats = self._writer.statistics()
         if stats.recording is None:
             return
+        info = dict(info or {})
+        marks = info.pop("marks", None)
         summary: dict[str, Any] = {
             "index": stats.recording,
             "frames": stats.episode_frames,
             "dropped": stats.episode_dropped + dropped,
+            **info,
         }
         if save and stats.episode_frames > 0:
             t0 = time.perf_counter()
-            self._writer.save_episode()
+            self._writer.save_episode(marks=marks)
             summary.update(saved=True, save_s=round(time.perf_counter() - t0, 3))
         else:
             self._writer.discard_episode()
@@ -169,6 +184,7 @@ class WriterThread:
         self.snapshot = WriterSnapshot(
             episodes=self._writer.total_episodes, frames=self._writer.total_frames, last_episode=summary
         )
+        self._ended.append(summary)  # after the commit: the loop may now say "saved"
 
     def _publish(self) -> None:
         s = self._writer.statistics()

@@ -29,9 +29,12 @@ the start). Only then does it report ready.
 ``JointState.t_read``, ``JointCommand.t_issued``); arrival times and nominal rates are never
 used. An episode started at ``t0`` has grid ticks ``t0 + k / fps``; ``FrameAligner`` gives each
 tick the latest sample of every stream captured at or before it, if at most
-``tolerance_frames / fps`` old (default 2 frames); a tick with a stale stream produces no row and
-is counted (``skipped``). The newest sample of each stream seen *before* the start is offered
-to the episode so tick 0 is not lost. Real capture times go to the ``capture_time`` column
+``tolerance_frames / fps`` old (default 2 frames) -- or two of the stream's own periods for a
+stream slower than the grid, whose frames are then repeated (hold-last) so the episode keeps its
+duration: warned once per episode and stream, marked (``Episode.report``, ``_recorder_episode.py``).
+A tick with a stale stream produces no row and is counted (``skipped``). The newest sample
+of each stream seen *before* the start (and its recent rate) is offered to the episode so tick 0
+is not lost. Real capture times go to the ``capture_time`` column
 (seconds since ``t0``, one value per aligned stream). The intervention flag is not aligned: a
 row takes the last flag value set at or before its tick (False before any flag).
 
@@ -49,7 +52,8 @@ idle), ``reset`` (discard the current episode, if any: re-record). ``episode >= 
 ``save``/``discard`` must name the current episode. Commands that do not fit the state (``save``
 while idle, ``start`` while recording) are rejected: logged and counted (``control_rejected``),
 never fatal. ``save`` waits ``settle_s`` so late samples still reach the last ticks, then queues
-the episode for the writer. With ``auto_episode_s > 0`` episodes start at startup and are saved
+the episode for the writer; "episode N saved" is logged (and ``episodes``, ``last_episode``,
+``pending_saves`` change) only once the writer thread has **committed** it, never before. With ``auto_episode_s > 0`` episodes start at startup and are saved
 every ``auto_episode_s`` seconds, ``auto_reset_s`` apart, up to ``max_episodes``.
 
 *Crash safety.* The writer publishes each episode through a redo journal
@@ -82,8 +86,9 @@ from rtrun import Actor, ActorContext, ActorError, Input, Ticker
 
 from ._dataset_layout import DatasetLockedError
 from ._dataset_writer import DatasetWriter
-from ._frame_align import CAPTURE_TIME_KEY, FrameAligner, capture_time_feature
+from ._frame_align import CAPTURE_TIME_KEY, RATE_WINDOW, FrameAligner, capture_time_feature
 from ._lerobot_names import POSITION_SUFFIX, feature_names
+from ._recorder_episode import Episode
 from ._recorder_params import ALIGNED_INPUTS, CAMERA_INPUTS, DEFAULT_KEYS, RecorderParams
 from ._recorder_thread import WriterThread
 from .messages import EpisodeControl, Flag, Frame, JointCommand, JointState
@@ -160,22 +165,6 @@ def _probe_stream(name: str, key: str | None, msg: object, suffix: str = POSITIO
 # ------------------------------------------------------------------------------- the actor
 
 
-@dataclass(slots=True, kw_only=True)
-class _Episode:
-    """Loop-side state of the episode being recorded."""
-
-    index: int
-    t0: float
-    aligner: FrameAligner
-    tasks: list[tuple[float, str]]  # (since, task), in time order
-    end: float = math.inf  # set by save: ticks after it are not recorded
-    rows: int = 0  # rows handed to the writer thread
-    dropped: int = 0  # rows dropped because the writer thread was behind
-
-    def task_at(self, t: float) -> str:
-        return next(task for since, task in reversed(self.tasks) if since <= t)
-
-
 class RecorderActor(Actor):
     """Records the graph's cameras, joint states and actions as LeRobotDataset v3 episodes."""
 
@@ -198,14 +187,16 @@ class RecorderActor(Actor):
     def __init__(self) -> None:
         self._streams: list[_Stream] = []
         self._last: dict[str, tuple[float, np.ndarray]] = {}
+        self._times: dict[str, deque[float]] = {}  # recent capture times: a stream's rate at start
         self._flags: deque[tuple[float, bool]] = deque(maxlen=FLAG_HISTORY)
-        self._episode: _Episode | None = None
+        self._episode: Episode | None = None
         self._worker: WriterThread | None = None
         self._lock = anyio.Lock()
         self._changed = anyio.Event()
         self._next_index = 0
         self._task = ""
         self._saves = 0
+        self._pending_saves = 0  # saves queued for the writer thread and not yet committed
         self._counts = {"dropped_total": 0, "control_rejected": 0, "rejected_samples": 0, "skipped_total": 0}
         self._recovered: dict[str, Any] | None = None
         self._keys: list[str] = []
@@ -257,9 +248,11 @@ class RecorderActor(Actor):
                 ) from None
             stream = _probe_stream(name, p.features.get(name), msg, p.joint_suffix)
             self._streams.append(stream)
+            self._times[stream.key] = deque(maxlen=RATE_WINDOW)
             sample = stream.sample(msg)
             if sample is not None:
                 self._last[stream.key] = sample
+                self._times[stream.key].append(sample[0])
         keys = [s.key for s in self._streams]
         if len(set(keys)) != len(keys):
             raise RecorderError(f"recorder {ctx.id!r}: two inputs map to the same feature key: {keys}")
@@ -322,6 +315,7 @@ class RecorderActor(Actor):
                     )
                 continue
             self._last[stream.key] = sample
+            self._times[stream.key].append(sample[0])
             if self._episode is not None:
                 self._episode.aligner.push(stream.key, *sample)
         ctx.log.info("input %r ended: its feature goes stale, ticks will be skipped", stream.input)
@@ -382,10 +376,11 @@ class RecorderActor(Actor):
                 start_time=now,
                 max_age_s=ages,
                 settle_s=p.settle_s,
+                history={key: tuple(times) for key, times in self._times.items()},
             )
             for key, (t, value) in self._last.items():
                 aligner.push(key, t, value)
-            self._episode = _Episode(
+            self._episode = Episode(
                 index=self._next_index, t0=now, aligner=aligner, tasks=[(-math.inf, task)]
             )
             self._notify()
@@ -407,7 +402,7 @@ class RecorderActor(Actor):
                 await anyio.sleep_until(ep.end + ctx.params.settle_s)  # late samples still count
             self._close_episode(ctx, ep, save=save)
 
-    def _close_episode(self, ctx: ActorContext[RecorderParams], ep: _Episode, *, save: bool) -> None:
+    def _close_episode(self, ctx: ActorContext[RecorderParams], ep: Episode, *, save: bool) -> None:
         """Flush the aligner up to ``ep.end`` and queue the save/discard (no await)."""
         if save:
             self._forward(ep, max(anyio.current_time(), ep.end + ctx.params.settle_s))
@@ -415,23 +410,39 @@ class RecorderActor(Actor):
         self._notify()
         keep = save and ep.rows > 0
         assert self._worker is not None
-        if not self._worker.submit("save" if keep else "discard", ep.dropped):
+        if not self._worker.submit("save" if keep else "discard", ep.dropped, ep.report(save=keep)):
             raise RecorderError(f"writer thread backlogged: cannot queue the end of episode {ep.index}")
         if keep:
             self._next_index += 1
             self._saves += 1
+            self._pending_saves += 1
         elif save:
             ctx.log.warning("episode %d has no complete row (stale streams?): discarded", ep.index)
-        ctx.log.info(
-            "episode %d %s: %d rows, %d dropped, %d ticks skipped",
-            ep.index,
-            "saved" if keep else "discarded",
-            ep.rows,
-            ep.dropped,
-            ep.aligner.statistics().skipped_ticks,
-        )
+        what = "ended, saving" if keep else "discarded"  # "saved" is logged once committed
+        ctx.log.info("episode %d %s: %d rows, %d dropped", ep.index, what, ep.rows, ep.dropped)
 
-    def _forward(self, ep: _Episode, now: float) -> None:
+    def _log_ended(self, ctx: ActorContext[RecorderParams]) -> None:
+        """Log each episode the writer thread has committed -- never earlier, so that a crash
+        right after "episode N saved" cannot lose episode N."""
+        assert self._worker is not None
+        for summary in self._worker.ended():
+            if not summary.get("save_requested"):
+                continue
+            self._pending_saves -= 1
+            if summary["saved"]:
+                ctx.log.info(
+                    "episode %d saved: %d rows, %d dropped, %d ticks skipped, slow streams %s (%.2f s to save)",
+                    summary["index"],
+                    summary["frames"],
+                    summary["dropped"],
+                    summary["skipped"],
+                    summary["slow_streams"] or "none",
+                    summary["save_s"],
+                )
+            else:
+                ctx.log.warning("episode %d not saved: no row reached the writer", summary["index"])
+
+    def _forward(self, ep: Episode, now: float) -> None:
         """Hand the rows resolved by ``now`` (and not after ``ep.end``) to the writer thread."""
         assert self._worker is not None
         before = ep.aligner.statistics().skipped_ticks
@@ -453,6 +464,18 @@ class RecorderActor(Actor):
                 self._counts["dropped_total"] += 1
         self._counts["skipped_total"] += ep.aligner.statistics().skipped_ticks - before
 
+    def _warn_slow(self, ctx: ActorContext[RecorderParams], ep: Episode) -> None:
+        """Warn once per episode and stream about a stream too slow for the dataset's fps."""
+        for key, rate in ep.newly_slow().items():
+            ctx.log.warning(
+                "stream %r delivers %.1f Hz, slower than the dataset's %d fps: rows repeat its latest "
+                "sample (hold-last); episode %d is marked (rtrun/slow_streams)",
+                key,
+                rate,
+                ctx.params.fps,
+                ep.index,
+            )
+
     def _flag_at(self, t: float) -> bool:
         return next((v for tf, v in reversed(self._flags) if tf <= t), False)
 
@@ -469,6 +492,8 @@ class RecorderActor(Actor):
                 self._check_worker()
                 if (ep := self._episode) is not None:
                     self._forward(ep, anyio.current_time())
+                    self._warn_slow(ctx, ep)
+                self._log_ended(ctx)
                 self._publish_status(ctx)
 
     async def _auto_loop(self, ctx: ActorContext[RecorderParams]) -> None:
@@ -502,15 +527,19 @@ class RecorderActor(Actor):
         ep = self._episode
         state = "idle" if ep is None else ("saving" if ep.end < math.inf else "recording")
         encoder_dropped = snap.episode_dropped if ep is not None and snap.recording == ep.index else 0
+        align = ep.aligner.statistics() if ep is not None else None
         ctx.set_status(
             state=state,
             episode=ep.index if ep is not None else self._next_index,
             rows=ep.rows - encoder_dropped if ep is not None else 0,
             dropped=ep.dropped + encoder_dropped if ep is not None else 0,
-            skipped=ep.aligner.statistics().skipped_ticks if ep is not None else 0,
+            skipped=align.skipped_ticks if align else 0,
+            repeated=align.repeated if align else {},
+            slow_streams=align.slow if align else {},
             episodes=snap.episodes,
             frames=snap.frames,
             pending=self._worker.pending_rows(),
+            pending_saves=self._pending_saves,
             last_episode=snap.last_episode,
             recovered=self._recovered,
             **self._counts,
@@ -530,13 +559,14 @@ class RecorderActor(Actor):
             dropped = ep.dropped
             self._episode = None
         keep = save and ep is not None and ep.rows > 0
-        worker.submit("close", keep, dropped)
+        worker.submit("close", keep, dropped, ep.report(save=keep) if ep is not None else None)
         if ep is not None:
-            ctx.log.info(
-                "stopping: episode %d %s (%d rows)", ep.index, "saved" if keep else "discarded", ep.rows
-            )
+            what = "saving" if keep else "discarding"
+            ctx.log.info("stopping: %s episode %d (%d rows)", what, ep.index, ep.rows)
+            self._pending_saves += keep
         if not await anyio.to_thread.run_sync(worker.join, SHUTDOWN_BUDGET_S, abandon_on_cancel=True):
             ctx.log.error("writer thread did not finish within %s s", SHUTDOWN_BUDGET_S)
+        self._log_ended(ctx)
         self._publish_status(ctx)
 
 

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rtrun.actors._frame_align import (
     CAPTURE_TIME_KEY,
+    HOLD_PERIODS,
+    RATE_WINDOW,
     FrameAligner,
     capture_time_feature,
 )
@@ -73,13 +75,18 @@ _times = st.lists(st.floats(0.0, 3.0, allow_nan=False), min_size=1, max_size=40,
 
 
 def _reference(samples: dict[str, list[float]], t_k: float, max_age: float) -> dict[str, float] | None:
-    """Brute force: latest capture time <= t_k per stream, or None if stale/missing."""
+    """Brute force: latest capture time <= t_k per stream, or None if stale/missing. Fresh means
+    at most ``max(max_age, 2 x the stream's period)`` old: the mean interval of the last 16
+    samples up to it, without gaps longer than twice their median."""
     out = {}
     for name, ts in samples.items():
-        past = [t for t in ts if t <= t_k]
-        if not past or t_k - max(past) > max_age:
+        past = sorted(t for t in ts if t <= t_k)
+        gaps = np.diff(past[-RATE_WINDOW:])
+        typical = gaps[gaps <= 2 * np.median(gaps)] if len(gaps) else gaps
+        period = float(typical.mean()) if len(typical) else 0.0
+        if not past or t_k - past[-1] > max(max_age, HOLD_PERIODS * period):
             return None
-        out[name] = max(past)
+        out[name] = past[-1]
     return out
 
 
@@ -135,3 +142,41 @@ def test_tick_times_do_not_drift() -> None:
     al = FrameAligner(fps=30, streams=["a"], start_time=1e5)
     assert al.tick_time(30 * 3600) == pytest.approx(1e5 + 3600, abs=1e-9)
     assert np.isclose(al.tick_time(1), 1e5 + 1 / 30)
+
+
+def test_slow_stream_is_held_not_squeezed() -> None:
+    """Issue 16: a 5 fps camera on a 30 fps grid for 6 s gives 180 rows (6 s), not ~60 (2 s);
+    its frames repeat (hold-last), counted, and the stream is reported slow with its rate."""
+    history = {"cam": [-0.6, -0.4, -0.2, 0.0], "state": [-0.01, 0.0]}  # seen before the start
+    al = FrameAligner(fps=30, streams=["cam", "state"], start_time=0.0, history=history)
+    events = [(k / 5, "cam") for k in range(31)] + [(k / 100, "state") for k in range(601)]
+    rows = []
+    for t, name in sorted(events):
+        rows += al.poll(now=t)
+        al.push(name, t, t)
+    rows += al.poll(now=6.0)
+    rows = [r for r in rows if r.tick_time < 6.0 - 1e-9]
+    assert len(rows) == 180  # the episode keeps its duration
+    assert all(r.tick_time - r.capture_times["cam"] < 0.2 + 1e-9 for r in rows)  # the latest frame
+    stats = al.statistics()
+    assert stats.skipped_ticks == 0
+    assert stats.repeated["cam"] == 180 - 30 and stats.repeated["state"] == 0
+    assert stats.slow == {"cam": pytest.approx(5.0)}
+
+
+def test_stream_that_stops_still_goes_stale() -> None:
+    """Hold-last is bounded: two of the stream's own periods, then ticks are skipped."""
+    al = FrameAligner(fps=30, streams=["cam"], start_time=0.0)
+    for k in range(6):  # 5 fps for 1 s, then nothing
+        al.push("cam", k / 5, k)
+    rows = al.poll(now=3.0)
+    assert max(r.tick_time for r in rows) <= 1.0 + 2 / 5 + 1e-9
+    assert al.statistics().skipped["cam"] > 0
+
+
+def test_full_rate_streams_are_not_slow() -> None:
+    al = FrameAligner(fps=30, streams=["cam"], start_time=0.0)
+    for k in range(60):
+        al.push("cam", k / 29.5 + (0.004 if k % 2 else 0.0), k)  # jittery camera a bit under 30 fps
+    al.poll(now=2.0)
+    assert al.statistics().slow == {}
