@@ -147,22 +147,11 @@ what one host did is not visible on the other in the same tick; and a receive ca
 item from a blocked remote sender without waiting. Where a rule behind a skipped test can be
 checked after a barrier, a ``*_settled`` variant in ``test_memory_additions`` checks it."""
 
-_DEFECT = "issue 14 defect 6: "
-ZENOH_DEFECTS: Final[dict[str, str]] = {
-    "test_receive_then_send_nowait": _DEFECT
-    + "a rendezvous (capacity 0) grants one item however many receives wait: the second"
-    " send_nowait() to two waiting receivers raises WouldBlock",
-    "test_cancel_receive_settled": _DEFECT
-    + "a cancelled rendezvous receive leaves its grant at the sender (window 1): once"
-    " settled, send_nowait() still succeeds with no receive waiting",
-    "test_statistics_settled": _DEFECT
-    + "statistics disagree between the two ends even once settled (each reports its own view)",
-    "test_receive_when_cancelled_with_items_buffered": _DEFECT
-    + "receive() skips the checkpoint when items are buffered (its budget fast path), so in a"
-    " cancelled scope it takes an item instead of raising",
-}
-"""Vendored tests failing on Zenoh because of port defects being fixed: strict xfail, so each
-one turns into a failure the day its fix lands (then delete its line)."""
+ZENOH_DEFECTS: Final[dict[str, str]] = {}
+"""Vendored tests failing on Zenoh because of a port defect: strict xfail, so each one turns
+into a failure the day its fix lands (then delete its line). Empty since issue 14's defect 6
+(rendezvous credit per waiting receive, withdrawn on cancel; statistics agreeing at both ends;
+receive checking cancellation with items buffered) was fixed."""
 
 
 class _Stream:
