@@ -140,7 +140,8 @@ def test_no_reply_times_out_within_bound() -> None:
     start = time.monotonic()
     with pytest.raises(BusTimeoutError, match=r"motor 2: no status packet within 20 ms"):
         bus.read("Present_Position", 2)
-    assert time.monotonic() - start < 0.2
+    # Bounded by the 20 ms timeout, not by a default second: 25x margin for a loaded machine.
+    assert time.monotonic() - start < 0.5
     assert bus.read("Present_Position", 2) == 2048  # the bus recovers after a timeout
 
 
