@@ -23,6 +23,17 @@ actor. Bus faults do: a servo error (overload, overheat), a vanished port, or mo
 (chained to the driver's typed error, which names the motor), and the supervisor restarts the
 actor, which reconnects.
 
+A command source going away is **not** a bus fault and never restarts the actor (issue 16): the
+``command`` input is read through :class:`rtrun.actors._source.WatchedInput`, so a producer whose
+host vanished (``BrokenResourceError``: killed, hung past its lease, stopped) or that ended
+(``EndOfStream``) is a typed event. The actor then applies ``on_source_lost`` once -- ``hold``
+(default: forget the goal and hold the pose just read, torque on) or ``safe_state`` (the
+configured ``safe_state``; ``torque_off`` releases the arm) -- keeps reading and publishing
+state at ``rate_hz``, and accepts commands again as soon as a source delivers (torque is
+re-enabled first if it was released). Status: ``command_source`` (``waiting``, ``live``,
+``lost:vanished``, ``lost:ended``) and ``source_losses``. What restarts the actor: bus faults
+only (above).
+
 Shutdown. In ``finally``, inside ``ctx.cleanup`` (shielded and time-bounded): on a graceful stop
 and with ``return_home``, the arm first glides back to the pose read at start-up (linear, over
 ``return_home_s``, LeRobot's 3 s at 50 Hz); then the safe state is applied: ``hold`` (goal ←
@@ -62,6 +73,7 @@ from rtrun.drivers.calibration import SO_ARM_JOINTS
 
 from ._arms import ARMS, Arm, build_arm
 from ._motor_safety import REJECT_REASONS, CommandFilter, LogLimiter, Rejection, normalize_relative_cap
+from ._source import SourceChange, SourceEvent, WatchedInput
 from .messages import JointCommand, JointState
 
 __all__ = ["MotorBusActor", "MotorBusFailure", "MotorBusParams"]
@@ -128,6 +140,10 @@ class MotorBusParams:
     """Largest step per tick from the present position (one cap, or one per joint)."""
     safe_state: Literal["hold", "torque_off"] = "torque_off"
     """What the arm does when the actor stops or crashes."""
+    on_source_lost: Literal["hold", "safe_state"] = "hold"
+    """When the command source goes away (its host vanished, or it ended): ``hold`` the pose
+    just read (torque on), or apply ``safe_state``. Never a restart; commands are accepted
+    again when a source returns."""
     return_home: bool = False
     """On a graceful stop, glide back to the pose read at start-up before the safe state."""
     return_home_s: float = 3.0
@@ -227,6 +243,8 @@ class _Controller:
         self.params = params
         self.filter: CommandFilter | None = None
         self.approaching = False
+        self.released = False
+        """Torque was disabled because the command source went away (re-enabled on a command)."""
 
     def start(self) -> dict[str, float]:
         """Connect, set up limits, optionally enable torque; return the first reading."""
@@ -256,6 +274,9 @@ class _Controller:
         safe = self.filter.safe_goal(present) if self.params.torque else None
         wrote = False
         if safe is not None and (accepted or self.approaching):
+            if self.released:
+                self.arm.enable_torque()
+                self.released = False
             self.arm.write(safe.goal)
             wrote = True
             self.approaching = bool(safe.relative)
@@ -269,6 +290,22 @@ class _Controller:
         assert self.filter is not None
         goal, _ = self.filter.clamp_limits(goal)
         self.arm.write(goal)
+
+    def source_lost(self, mode: str) -> str:
+        """The command source went away: hold the present pose or apply the safe state.
+
+        Forgets the active goal (nothing is approached any more); returns what was done.
+        """
+        if self.filter is None or not self.params.torque:
+            return "nothing (torque off)"
+        self.filter.reset()
+        self.approaching = False
+        if mode == "safe_state" and self.params.safe_state == "torque_off":
+            self.arm.disable_torque()
+            self.released = True
+            return "torque off"
+        self.arm.write(self.arm.read())
+        return "hold"
 
     def safe_state(self, mode: str, pose: dict[str, float] | None = None) -> None:
         """Hold (goal ← ``pose``, default the present position) or disable torque."""
@@ -318,7 +355,11 @@ class MotorBusActor(rtrun.Actor):
         self._ctx = ctx
         self._n = _Counters()
         self._limiter = LogLimiter(p.log_interval_s)
-        self._commands_open = True
+        port = ctx.inputs.get("command")  # absent only in hand-made contexts (tests)
+        self._commands_open = port is not None
+        self._commands: WatchedInput[JointCommand] = WatchedInput(port, "command")
+        self._source = "waiting"
+        self._lost: SourceChange | None = None
         arm = await ctx.run_sync(self._build, ctx.id)
         controller = _Controller(arm, p)
         home: dict[str, float] | None = None
@@ -376,8 +417,10 @@ class MotorBusActor(rtrun.Actor):
     async def _tick(
         self, ctx: rtrun.ActorContext[MotorBusParams], controller: _Controller, dt: float
     ) -> _Cycle | None:
-        commands = self._pending_commands(ctx)
+        commands = self._pending_commands()
         try:
+            if self._lost is not None:
+                await self._source_lost(ctx, controller, self._lost)
             cycle = await ctx.run_sync(controller.cycle, dt, commands)
         except Exception as exc:
             if type(exc).__name__ not in TRANSIENT_ERRORS:
@@ -392,19 +435,44 @@ class MotorBusActor(rtrun.Actor):
         self._n.consecutive_errors = 0
         return cycle
 
-    def _pending_commands(self, ctx: rtrun.ActorContext[MotorBusParams]) -> list[JointCommand]:
+    def _pending_commands(self) -> list[JointCommand]:
+        """Queued commands (at most :data:`MAX_COMMANDS_PER_TICK`); notes a lost source."""
         if not self._commands_open:
             return []
-        port, out = ctx.input("command"), []
+        out: list[JointCommand] = []
         for _ in range(MAX_COMMANDS_PER_TICK):
             try:
-                out.append(port.receive_nowait())
+                item = self._commands.receive_nowait()
             except anyio.WouldBlock:
                 break
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
+            except anyio.ClosedResourceError:  # our own port: the graph is stopping
                 self._commands_open = False
                 break
+            if isinstance(item, SourceChange):
+                self._on_source_change(item)
+            else:
+                out.append(item)
+                self._source = "live"
         return out
+
+    def _on_source_change(self, change: SourceChange) -> None:
+        if change.event is SourceEvent.LOST:
+            self._lost = change
+            self._source = f"lost:{change.reason}"
+        else:
+            self._lost = None
+            self._ctx.log.info("command source back (%s): accepting commands", change.reason)
+
+    async def _source_lost(
+        self, ctx: rtrun.ActorContext[MotorBusParams], controller: _Controller, change: SourceChange
+    ) -> None:
+        """Apply ``on_source_lost`` once per loss (a transient bus error retries next tick)."""
+        done = await ctx.run_sync(controller.source_lost, ctx.params.on_source_lost)
+        self._lost = None
+        ctx.log.warning(
+            "command source %s: %s; still publishing state, commands accepted when a source returns",
+            change.reason, done,
+        )  # fmt: skip
 
     async def _publish(
         self, ctx: rtrun.ActorContext[MotorBusParams], controller: _Controller, c: _Cycle
@@ -457,6 +525,8 @@ class MotorBusActor(rtrun.Actor):
             clamped_relative=n.clamped_relative,
             errors=n.errors,
             tracking_error=round(n.tracking_error, 3),
+            command_source=self._source,
+            source_losses=self._commands.losses,
         )
 
     def _log_progress(self, ctx: rtrun.ActorContext[MotorBusParams], ticker: rtrun.Ticker) -> None:

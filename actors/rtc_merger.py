@@ -29,6 +29,20 @@ latency tracker, episode/epoch/seq filters) and a fail-safe state machine, and d
   :class:`PolicyPathError`: the supervisor decides (restart or stop the graph). The control
   tick lives in ``action_queue`` and never depends on any of this: it keeps its rate and its
   fallback whatever the network does.
+* **Producers leaving are events, not crashes** (issue 16). Every input is read through
+  :class:`rtrun.actors._source.WatchedInput`: a producer whose host vanished
+  (``BrokenResourceError``) or that ended (``EndOfStream``) is counted (``lost_<input>``) and
+  logged, and the actor keeps running. When the policy worker goes away (``replies`` lost),
+  the request in flight is abandoned (new epoch) and the fail-safe records a failure:
+  DEGRADED (actions still queued) or STALLED, then RECONNECTING and DEAD on the usual timers.
+  No request is sent while the worker is away.
+* **Presence before the first request.** On a cross-host ``replies`` input the merger waits
+  until the worker's reply sender is live (its liveliness token, ``wait_for_sender``) before
+  the first request, and when a vanished worker comes back it abandons whatever is in flight
+  and requests at once -- instead of losing a request to a host that is not there yet and
+  waiting ``request_timeout_s`` for it. The worker's request subscriber is declared before its
+  reply sender (the launcher opens receivers first), so the request waits in the worker's
+  mailbox while the policy loads.
 
 Design decisions (the brief is silent)
 --------------------------------------
@@ -58,6 +72,7 @@ from rtrun.models.rtc import DroppedReply, PlannerConfig, RequestPlanner
 from ._diagnostics import ActionCoverage, RateLimiter
 from ._lerobot_names import name_unnamed_actions
 from ._rtc_failsafe import LINK_TRANSITIONS, FailSafe, FailSafeConfig, LinkEvent, LinkState
+from ._source import SourceChange, SourceEvent, WatchedInput
 from .messages import EpisodeControl, Frame, InferenceReply, InferenceRequest, JointState
 from .rtc_messages import CONTRACT_ERRORS, MergeChunk, QueueStatus, error_kind, readonly
 
@@ -266,29 +281,46 @@ class RTCMergerActor(rtrun.Actor):
         self.queue: QueueStatus | None = None
         self.counts: dict[str, int] = {}
         self._published = -math.inf
+        replies = ctx.input("replies")
+        self._presence = hasattr(replies, "wait_for_sender")
+        self.worker_present = not self._presence
+        """Whether the policy worker's reply sender is live (always, without presence)."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._pump_state)
+            tg.start_soon(self._pump, "state", self._on_state)
             for name in FRAME_INPUTS:
-                tg.start_soon(self._pump_frames, name)
-            tg.start_soon(self._pump_episode)
-            tg.start_soon(self._pump_replies)
+                tg.start_soon(self._pump, name, self._on_frame)
+            tg.start_soon(self._pump, "episode", self._on_episode)
+            tg.start_soon(self._pump_replies, WatchedInput(replies, "replies"))
             task_status.started()
             await self._drive()
 
     # ---------------------------------------------------------------------------- inputs
 
-    async def _pump_state(self) -> None:
-        async for msg in self.ctx.input("state"):
-            self.obs.on_state(msg, anyio.current_time())
+    async def _pump(self, name: str, handle: Any) -> None:
+        """Feed input ``name`` to ``handle``; a producer leaving is only logged and counted."""
+        async for item in WatchedInput(self.ctx.input(name), name):
+            if isinstance(item, SourceChange):
+                self._on_source_change(item)
+            else:
+                handle(item)
 
-    async def _pump_frames(self, name: str) -> None:
-        async for msg in self.ctx.input(name):
-            self.obs.on_frame(msg, anyio.current_time())
+    def _on_state(self, msg: JointState) -> None:
+        self.obs.on_state(msg, anyio.current_time())
 
-    async def _pump_episode(self) -> None:
-        async for msg in self.ctx.input("episode"):
-            if msg.command in ("set_task", "start") and msg.task:
-                self.task = msg.task
+    def _on_frame(self, msg: Frame) -> None:
+        self.obs.on_frame(msg, anyio.current_time())
+
+    def _on_episode(self, msg: EpisodeControl) -> None:
+        if msg.command in ("set_task", "start") and msg.task:
+            self.task = msg.task
+
+    def _on_source_change(self, change: SourceChange) -> None:
+        now = anyio.current_time()
+        if change.event is SourceEvent.LOST:
+            self._count(f"lost_{change.input}")
+            self._log(f"lost_{change.input}", now, "input %r: producer %s", change.input, change.reason)
+        else:
+            self.ctx.log.info("input %r: producer back (%s)", change.input, change.reason)
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -296,14 +328,15 @@ class RTCMergerActor(rtrun.Actor):
     # ------------------------------------------------------------------------- the driver
 
     async def _drive(self) -> None:
-        port = self.ctx.input("queue")
+        port: WatchedInput[QueueStatus] = WatchedInput(self.ctx.input("queue"), "queue")
         while True:
             status: QueueStatus | None = None
             with anyio.move_on_after(self.ctx.params.poll_interval_s):
-                try:
-                    status = await port.receive()
-                except anyio.EndOfStream:
-                    await anyio.sleep_forever()  # the queue is gone: the graph is stopping
+                item = await port.receive()
+                if isinstance(item, SourceChange):
+                    self._on_source_change(item)
+                else:
+                    status = item
             now = anyio.current_time()
             if status is not None:
                 self._on_status(status)
@@ -343,6 +376,8 @@ class RTCMergerActor(rtrun.Actor):
         snapshot = self.queue.to_snapshot()
         if not self.planner.wants_request(now, snapshot):
             return
+        if missing is None and not self.worker_present:
+            missing = "no_worker"
         if missing is not None:
             self._count(f"skipped_{missing}")
             self._log(missing, now, "no request: %s", missing.replace("_", " "))
@@ -364,12 +399,43 @@ class RTCMergerActor(rtrun.Actor):
 
     # --------------------------------------------------------------------------- replies
 
-    async def _pump_replies(self) -> None:
-        async for reply in self.ctx.input("replies"):
+    async def _pump_replies(self, port: WatchedInput[InferenceReply]) -> None:
+        if not self.worker_present:
+            await port.wait_present()
+            self._on_worker_back("present")
+        async for reply in port:
+            if isinstance(reply, SourceChange):
+                self._on_source_change(reply)
+                if reply.event is SourceEvent.LOST:
+                    self._on_worker_lost(anyio.current_time(), reply.reason)
+                elif not self.worker_present:
+                    self._on_worker_back(reply.reason)
+                continue
             if reply.client != self.client:
                 self._count("other_client")
                 continue
             await self._on_reply(reply, anyio.current_time())
+
+    def _on_worker_lost(self, now: float, reason: str) -> None:
+        """The worker went away: abandon the request in flight, enter the fail-safe states.
+
+        Requests wait for its presence only after it *vanished* on a port that reports presence;
+        otherwise (ended, or no presence) they keep going out and time out as usual, since only
+        an answer could tell that it is back.
+        """
+        self.worker_present = not (reason == "vanished" and self._presence)
+        if self.planner.in_flight is not None:
+            self.planner.new_epoch()  # its answer can never come: a late one is dropped
+        self.failsafe.on_failure(now, self._queued())
+        self._publish_status(force=True)
+
+    def _on_worker_back(self, reason: str) -> None:
+        """The worker is present: request at once (the next queue status) instead of waiting."""
+        self.worker_present = True
+        if self.planner.in_flight is not None:
+            self.planner.new_epoch()  # sent while nobody listened: do not wait for its timeout
+        how = "its reply sender is live" if reason == "present" else "it answered"
+        self.ctx.log.info("policy worker reachable (%s): requesting now", how)
 
     def _answers_in_flight(self, reply: InferenceReply) -> bool:
         req = self.planner.in_flight
@@ -403,8 +469,16 @@ class RTCMergerActor(rtrun.Actor):
         self._check_coverage(reply, now)
         msg = MergeChunk.from_command(result, epoch=reply.epoch, action_names=tuple(reply.action_names))
         await self.ctx.output("merge").send(msg)
-        self.failsafe.on_merge()
+        self._merged(now)
         self.last_reply = (reply.queue_wait_s, reply.inference_s, result.latency_s)
+
+    def _merged(self, now: float) -> None:
+        """Record a merge; the first one of the run or after an outage is logged."""
+        first, since = self.failsafe.state is not LinkState.STREAMING, self.failsafe.offline_since
+        self.failsafe.on_merge()
+        if first:
+            outage = "" if since is None else f" after {now - since:.2f} s offline"
+            self.ctx.log.info("chunk merged: link streaming%s", outage)
 
     def _on_error_reply(self, reply: InferenceReply, now: float) -> None:
         if not self._answers_in_flight(reply):

@@ -10,8 +10,20 @@ per the graph's policy; one that exits 0 (its graph ended) is not. Exceeding the
 every host and exits with the failure code.
 
 A host is *ready* once its process logs that its graph is running, so hosts start in order like
-actors do. Every line a host writes to stderr is forwarded tagged with its host (``[<host>] line``, or a
-``"host"`` field with ``--log-format json``) to the launcher's stderr and log file; the parent
+actors do, in :func:`host_order`:
+
+1. **network first** -- a host whose Zenoh ``connect`` names another host's ``listen`` endpoint
+   starts after that host: started first, its connect attempt fails and Zenoh retries only
+   after its connect backoff (1 s, then 2 s ...), which measured up to ~3 s of extra delay;
+2. **then data dependency** -- a host starts after the hosts whose actors feed its actors, so
+   consumers find their producers running;
+3. a cycle (a robot's merger and its policy worker feed each other) is broken by the actors'
+   file order, the order the same graph starts in one process, then by declaration order.
+
+Start order is an optimisation, not a guarantee: a consumer still has to cope with a producer
+that is not there yet or comes back (``rtc_merger`` waits for the worker's presence before
+its first request). Every line a host writes to stderr is forwarded tagged with its host
+(``[<host>] line``, or a ``"host"`` field with ``--log-format json``) to the launcher's stderr and log file; the parent
 logs each host's PID so a test (or an operator) can signal it. Stopping sends SIGTERM (the host
 stops its actors gracefully), waits the host's budget, then SIGKILL — always by PID, and always
 awaited, so no child outlives the launcher. A host's stderr is forwarded until it ends, so the
@@ -47,7 +59,7 @@ from ._logs import forward_host_line
 from ._supervisor import ChildSpec, Supervisor, SupervisorFlags
 from ._validate import CompiledGraph
 
-__all__ = ["HostProcessError", "HostProcesses", "host_supervisor"]
+__all__ = ["HostProcessError", "HostProcesses", "host_order", "host_supervisor"]
 
 READY_MARKER = "running ("
 """Substring of the line a host logs once its graph runs (see ``rtrun._cli``)."""
@@ -182,14 +194,65 @@ def _host_child(graph_file: str, host: str, passthrough: Sequence[str], hosts: H
     )
 
 
+def _endpoint_port(endpoint: str) -> tuple[str, str] | None:
+    """``(protocol, port)`` of a ``proto/address:port`` endpoint listening on a wildcard address."""
+    proto, _, rest = endpoint.partition("/")
+    address, _, port = rest.rpartition(":")
+    return (proto, port) if address in ("0.0.0.0", "[::]", "") else None
+
+
+def _network_needs(compiled: CompiledGraph, names: Sequence[str]) -> dict[str, set[str]]:
+    """For each host, the hosts whose ``listen`` endpoints its ``connect`` endpoints name."""
+    spec = compiled.spec
+    listens = {h: set(spec.zenoh_settings(h).get("listen") or ()) for h in names}
+    wildcard = {h: {w for e in listens[h] if (w := _endpoint_port(e))} for h in names}
+    needs: dict[str, set[str]] = {h: set() for h in names}
+    for host in names:
+        for endpoint in spec.zenoh_settings(host).get("connect") or ():
+            proto, _, rest = endpoint.partition("/")
+            key = (proto, rest.rpartition(":")[2])
+            needs[host] |= {h for h in names if h != host and (endpoint in listens[h] or key in wildcard[h])}
+    return needs
+
+
+def _data_needs(compiled: CompiledGraph, names: Sequence[str]) -> dict[str, set[str]]:
+    """For each host, the hosts whose actors feed its actors."""
+    needs: dict[str, set[str]] = {h: set() for h in names}
+    for edge in compiled.edges:
+        src, dst = compiled.actors[edge.source_actor].host, compiled.actors[edge.target_actor].host
+        if src != dst and dst in needs:
+            needs[dst].add(src)
+    return needs
+
+
+def host_order(compiled: CompiledGraph) -> list[str]:
+    """The start order of the hosts (module docstring): listeners before the hosts connecting
+    to them, then producers' hosts before consumers', a cycle in the actors' file order."""
+    names = list(compiled.spec.hosts) or sorted({a.host for a in compiled.actors.values()})
+    first: dict[str, int] = {}
+    for index, actor in enumerate(compiled.actors.values()):
+        first.setdefault(actor.host, index)
+    rank = {h: (first.get(h, len(first)), i) for i, h in enumerate(names)}
+    network, data = _network_needs(compiled, names), _data_needs(compiled, names)
+    order: list[str] = []
+    left = list(names)
+    while left:
+        free = [h for h in left if not network[h] & set(left)] or left
+        ready = [h for h in free if not data[h] & set(left)] or free
+        nxt = min(ready, key=rank.__getitem__)
+        order.append(nxt)
+        left.remove(nxt)
+    return order
+
+
 def host_supervisor(
     compiled: CompiledGraph, passthrough: Sequence[str], hosts: HostProcesses | None = None
 ) -> Supervisor:
-    """The supervisor of every host process of ``compiled`` (hosts in declaration order);
+    """The supervisor of every host process of ``compiled`` (hosts in :func:`host_order`);
     ``hosts`` collects the live processes (for :meth:`HostProcesses.terminate_all`)."""
     hosts = hosts if hosts is not None else HostProcesses()
     spec = compiled.spec
-    names = list(spec.hosts) or sorted({a.host for a in compiled.actors.values()})
+    names = host_order(compiled)
     root = spec.root
     flags = SupervisorFlags(
         strategy=root.strategy,  # type: ignore[arg-type]

@@ -13,7 +13,10 @@ with exactly one local end becomes a Zenoh channel on the key
   QoS (reliability, priority, express; congestion is always ``drop``);
 * the consuming process gives the actor a Zenoh receive port enforcing the input's capacity and
   policy, counting drops, raising ``BrokenResourceError`` once when the producing host vanishes
-  (the actor fails, its supervisor restarts it) and then resuming with the producer's next epoch.
+  and then resuming with the producer's next epoch. An actor that lets that error propagate is
+  restarted by its supervisor; the built-in robot actors read through
+  ``rtrun.actors._source.WatchedInput`` and treat it as an expected event (README, "What
+  restarts an actor, and what does not").
 
 User code cannot tell the difference except through latency. The process opens its single
 session from the graph's ``[zenoh]`` table overridden by the first local host's

@@ -13,8 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+import rtrun
+from rtrun._isolate import host_order, host_supervisor
 
 from .zenoh_helpers import free_port
+
+CONFIGS = Path(__file__).parents[2] / "configs"
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +127,54 @@ def stop_launcher(proc: subprocess.Popen[str], pids: list[int], lines: Lines) ->
         lines.close()
 
 
+ORDER_GRAPH = """
+[graph]
+name = "order"
+{hosts}
+[[actor]]
+id = "sink"
+kind = "rtrun.testing:Collector"
+host = "c"
+inputs.in = "relay/out"
+[[actor]]
+id = "relay"
+kind = "rtrun.testing:Relay"
+host = "b"
+inputs.in = "src/out"
+[[actor]]
+id = "src"
+kind = "rtrun.testing:CounterSource"
+host = "a"
+"""
+
+
+def _order(tmp_path: Path, hosts: str) -> list[str]:
+    path = tmp_path / "order.toml"
+    path.write_text(ORDER_GRAPH.format(hosts=textwrap.dedent(hosts)))
+    compiled = rtrun.compile_graph(rtrun.load_graph(path))
+    order = [c.id for c in host_supervisor(compiled, []).tree().children]
+    assert order == host_order(compiled)
+    return order
+
+
+def test_hosts_start_in_dependency_order(tmp_path: Path) -> None:
+    """Producers' hosts before consumers', whatever the declaration order; but a host connecting
+    to another's listener starts after it (else Zenoh's connect backoff delays the link); a
+    cycle (a robot's merger and its GPU worker feed each other) follows the actors' file order."""
+    assert _order(tmp_path, "[hosts.c]\n[hosts.b]\n[hosts.a]\n") == ["a", "b", "c"]
+    listen = """
+    [hosts.c]
+    zenoh = { listen = ["tcp/0.0.0.0:7001"] }
+    [hosts.b]
+    zenoh = { listen = ["tcp/127.0.0.1:7002"], connect = ["tcp/127.0.0.1:7001"] }
+    [hosts.a]
+    zenoh = { connect = ["tcp/127.0.0.1:7002"] }
+    """
+    assert _order(tmp_path, listen) == ["c", "b", "a"]  # the network decides first
+    sim_policy = rtrun.compile_graph(rtrun.load_graph(CONFIGS / "sim_policy.toml"))
+    assert host_order(sim_policy) == ["robot", "gpu"]  # gpu connects to robot's listener
+
+
 def test_isolated_hosts_survive_a_sigkill(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "240", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "rtrun", "run", str(three_hosts(tmp_path)), "--isolate", "--loop", "asyncio"]
@@ -160,9 +212,9 @@ def test_isolated_hosts_survive_a_sigkill(tmp_path: Path) -> None:
 
 
 def test_stopping_an_isolated_graph_stops_every_host_at_once(tmp_path: Path) -> None:
-    """The consumer's host is declared (so started) first and would be stopped last: stopped one
-    by one, it saw its producer vanish and restarted its actor during the shutdown. All hosts get
-    SIGTERM together, so nothing restarts and the run ends cleanly."""
+    """Stopped one by one, a host that outlived its producer's host saw it vanish and restarted
+    its actor during the shutdown. All hosts get SIGTERM together, so nothing restarts and the
+    run ends cleanly."""
     pa, pb = free_port(), free_port()
     text = f"""
     [graph]
