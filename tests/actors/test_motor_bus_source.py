@@ -33,6 +33,13 @@ class ScriptParams:
 
     count: int = 3
     """Commands sent before the source ends."""
+    crash_once: bool = False
+    """First incarnation: crash after sending; the next one sends ``AGAIN`` and stays."""
+
+
+AGAIN = -20.0
+"""Target of the restarted source (``crash_once``)."""
+CRASHED: list[bool] = []
 
 
 class Script(rtrun.Actor):
@@ -43,19 +50,25 @@ class Script(rtrun.Actor):
 
     async def run(self, ctx: rtrun.ActorContext[ScriptParams], *, task_status: TaskStatus[None]) -> None:
         task_status.started()
+        again = ctx.params.crash_once and bool(CRASHED)
         for i in range(ctx.params.count):
-            await ctx.output("action").send(command({"shoulder_pan": FAR}, seq=i))
+            await ctx.output("action").send(command({"shoulder_pan": AGAIN if again else FAR}, seq=i))
             await anyio.sleep(0.02)
+        if again:
+            await anyio.sleep_forever()
+        if ctx.params.crash_once:
+            CRASHED.append(True)
+            raise RuntimeError("the command source crashed")
 
 
-def _graph(**arm: Any) -> rtrun.GraphSpec:
+def _graph(*, src: dict[str, Any] | None = None, restart: str = "temporary", **arm: Any) -> rtrun.GraphSpec:
     params = {"driver": "fake", "device": "arm", "rate_hz": 50.0, "max_relative_target": 1.0, **arm}
     edge = rtrun.InputSpec(name="command", source="src/action", capacity=1, policy="latest")
     return rtrun.GraphSpec(
         name="mbsrc",
         actors=(
             rtrun.ActorSpec(id="arm", kind=MotorBusActor, params=params, inputs={"command": edge}),
-            rtrun.ActorSpec(id="src", kind=Script, restart="temporary"),
+            rtrun.ActorSpec(id="src", kind=Script, params=src or {}, restart=restart),
         ),
         root=rtrun.SupervisorSpec(id="root", parent=None, intensity=3, period_s=10.0),
     )
@@ -122,6 +135,18 @@ async def test_lost_source_can_apply_the_torque_off_safe_state_and_recover() -> 
         assert fake_bus("arm").torque_enabled(1)  # re-enabled for the returning source
         sender.close()
         assert _restarts(graph, "arm") == 0
+
+
+async def test_crashed_source_restarts_alone_and_drives_the_arm_again() -> None:
+    """An in-process source that crashes is restarted by its supervisor; the arm sees a gap, not an
+    end: it never restarts and follows the new incarnation's commands."""
+    CRASHED.clear()
+    async with rtrun.open_graph(_graph(src={"crash_once": True}, restart="permanent")) as graph:
+        with anyio.fail_after(10):
+            while await _pan(graph) > AGAIN + 1.0:
+                await anyio.sleep(0.1)
+        assert _restarts(graph, "src") == 1 and _restarts(graph, "arm") == 0
+        assert graph.context("arm").status["command_source"] == "live"
 
 
 class VanishingPort:
