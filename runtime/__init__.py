@@ -5,6 +5,7 @@ in underscored modules. The kernel knows nothing about robots; it never imports
 ``rtrun.actors``, ``rtrun.drivers`` or ``rtrun.models``, nor torch or zenoh at import time.
 """
 
+from . import abc as abc
 from ._actor import Actor as Actor
 from ._actor import ActorContext as ActorContext
 from ._actor import ActorState as ActorState
@@ -117,6 +118,7 @@ __all__ = [
     "Ticker",
     "TickerStatistics",
     "TransportError",
+    "abc",
     "compile_graph",
     "decode",
     "encode",

@@ -35,9 +35,9 @@ from typing import Any, ClassVar, Final, Generic, TypeVar, final
 import anyio
 from anyio import CancelScope, CapacityLimiter
 
-from ._channel import ReceivePort
 from ._errors import ActorError, ActorStateError
 from ._ports import Input, Output, OutputPort
+from .abc import ReceivePort
 
 __all__ = [
     "TRANSITIONS",
@@ -139,8 +139,10 @@ class Actor:
 class ActorContext(Generic[P]):
     """What a running actor gets from the runtime: identity, params, ports, logger, status.
 
-    The launcher builds one context per actor and reuses it across restarts. Ports belong to the
-    launcher: actors must not close them. Outputs follow the actor's lifetime in its supervisor:
+    The launcher builds one context per actor and reuses it across restarts. Input ports are
+    :class:`rtrun.abc.ReceivePort` (in-process or Zenoh: the actor cannot tell), outputs are
+    :class:`OutputPort` (a :class:`rtrun.abc.Sender`). Ports belong to the launcher: actors must
+    not close them. Outputs follow the actor's lifetime in its supervisor:
     the launcher closes them when the actor terminates (end-of-stream downstream) and every
     (re)start reopens them, so an actor brought back by a group restart can send again.
     """
@@ -172,10 +174,11 @@ class ActorContext(Generic[P]):
         """How many times the supervisor restarted this actor."""
 
     def input(self, name: str) -> ReceivePort[Any]:
-        """The receive port of input ``name``.
+        """The receive port of input ``name`` (every declared input has one).
 
         An optional input left unconnected yields a port that never receives anything (unless
-        the embedding app feeds it with ``graph.sender``) until the graph stops.
+        the embedding app feeds it with ``graph.sender``) until the graph stops; use
+        :meth:`has_input` to tell it from a connected one.
         """
         try:
             return self._inputs[name]
@@ -185,7 +188,14 @@ class ActorContext(Generic[P]):
             ) from None
 
     def has_input(self, name: str) -> bool:
-        """Whether input ``name`` is fed by a source in the graph or declared ``external``."""
+        """Whether input ``name`` is connected: fed by a source in the graph (in-process or
+        across Zenoh) or declared ``external`` (fed by the embedding app).
+
+        False for an optional input the graph leaves unconnected, although :meth:`input` returns
+        a port for it too: this is how an actor tells connected inputs from unconnected ones
+        (e.g. skips a camera nobody feeds). A context built without ``connected`` (tests) treats
+        every input it was given as connected.
+        """
         return name in self._connected
 
     def output(self, name: str) -> OutputPort[Any]:

@@ -54,6 +54,7 @@ from typing import Any, final
 import anyio
 from anyio.abc import TaskStatus
 
+from . import abc
 from ._actor import Actor, ActorContext
 from ._channel import ChannelStatistics, ReceivePort, SendPort, open_channel
 from ._errors import RtrunError
@@ -207,7 +208,7 @@ class Graph:
         return self._make_supervisor(self.compiled.spec.root)
 
     def _make_context(self, actor: CompiledActor) -> ActorContext[Any]:
-        inputs: dict[str, ReceivePort[Any]] = {}
+        inputs: dict[str, abc.ReceivePort[Any]] = {}
         remote = {e.input.name: e for e in self._transport.incoming if e.target_actor == actor.spec.id}
         for name in actor.cls.inputs:
             if name in remote:

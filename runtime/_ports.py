@@ -13,6 +13,9 @@ Decisions:
   paces the producer (that is what ``block`` asks for).
 * An output that feeds nothing counts its items as ``dropped["unconnected"]`` so dashboards show
   data going nowhere.
+* Branches are any :class:`rtrun.abc.SendPort`: an in-process channel's send port or the send
+  port of a channel crossing Zenoh. :class:`OutputPort` itself is a :class:`rtrun.abc.Sender`,
+  not a full send port: it has no ``clone`` and its statistics cover every branch.
 * :meth:`OutputPort.close` is not the end of the port: an actor that terminated (end-of-stream
   downstream) may be started again by its supervisor (a group restart, a restarted nested
   supervisor). Each branch may carry a *reopen* factory from the launcher, and the actor's next
@@ -30,7 +33,8 @@ from typing import Any, Generic, TypeVar, final
 from anyio import BrokenResourceError
 from anyio.lowlevel import checkpoint
 
-from ._channel import ChannelStatistics, SendPort
+from ._channel import ChannelStatistics
+from .abc import SendPort
 
 __all__ = ["Input", "Output", "OutputPort", "OutputStatistics"]
 
@@ -76,7 +80,10 @@ class OutputStatistics:
 
 @final
 class OutputPort(Generic[T]):
-    """The sending side an actor sees for one declared output (fans out to every consumer)."""
+    """The sending side an actor sees for one declared output (fans out to every consumer).
+
+    Implements :class:`rtrun.abc.Sender`; each branch is a :class:`rtrun.abc.SendPort`.
+    """
 
     __slots__ = (
         "_all",
