@@ -10,23 +10,26 @@ Theory of operation -- the alignment rule
 *Causal sample-and-hold.* The value of stream ``s`` at tick ``T_k`` is the **latest sample with
 capture time ``t <= T_k``** -- what a controller running at ``T_k`` could have seen (LeRobot's
 record loop does the same by reading the newest frame each tick). A sample is used only while
-it is fresh: ``T_k - t <= max(max_age_s[s], HOLD_PERIODS * P)`` where ``max_age_s`` is the
+it is fresh: ``T_k - t <= max(max_age_s[s], HOLD_PERIODS * P, G)`` where ``max_age_s`` is the
 *tolerance* (default ``2 / fps``: one missed frame of a camera running at the dataset rate is
-tolerated, two are not) and ``P`` is the stream's own period, measured over its last
-:data:`RATE_WINDOW` samples up to and including this one (mean interval without stalls, see
-:func:`_period`; causal, so batch and incremental polling agree). A tick where any stream has no fresh sample is **skipped** and
-counted per stream (``statistics().skipped``); it produces no row, so the recorder writes only
-complete rows. Skipped ticks shift later rows one grid step early in the dataset's
-``timestamp`` -- the ``capture_time`` column (:func:`capture_time_feature`) keeps the truth.
+tolerated, two are not), ``P`` is the stream's own period and ``G`` its longest gap (capped at
+:data:`MAX_GAP_HOLD_S`), both measured over its last :data:`RATE_WINDOW` samples up to and
+including this one (:func:`_rhythm`; causal, so batch and incremental polling agree). A tick
+where any stream has no fresh sample is **skipped** and counted per stream
+(``statistics().skipped``); it produces no row, so the recorder writes only complete rows.
+Skipped ticks shift later rows one grid step early in the dataset's ``timestamp`` -- the
+``capture_time`` column (:func:`capture_time_feature`) keeps the truth.
 
 *Streams slower than the grid: hold the last sample (issue 16).* A LeRobot dataset's timeline
 *is* its row count (``timestamp = frame_index / fps``), so every skipped tick shortens the
 episode. With a tolerance fixed in dataset frames, a 5 fps MuJoCo camera at fps 30 went stale
 between its frames and 6 s were stored as 2.1 s. The tolerance therefore grows to two of the
-stream's own periods: a slow stream's latest sample is **repeated** in the following rows until
-a newer one arrives (hold-last, what LeRobot's recording loop does when it reads a camera every
-tick), so the episode keeps its real duration; a stream that *stops* still goes stale after two
-of its periods and skips ticks. Repeats are counted per stream (``statistics().repeated``: rows
+stream's own periods, or to the longest gap it recently showed (a joint stream starved by a
+render holding the plant's lock every few frames, measured at ~20 Hz with 150 ms pauses on the
+2-core dev machine): a slow or irregular stream's latest sample is **repeated** in the following
+rows until a newer one arrives (hold-last, what LeRobot's recording loop does when it reads a
+camera every tick), so the episode keeps its real duration; a stream that *stops* still goes
+stale after that bound and skips ticks. Repeats are counted per stream (``statistics().repeated``: rows
 reusing the previous row's sample, whatever the reason), and a stream whose measured rate is
 below ``SLOW_RATE_RATIO * fps`` (over at least :data:`MIN_RATE_INTERVALS` intervals) is reported
 in ``statistics().slow`` with its rate: the recorder warns once per episode and marks the
@@ -78,6 +81,9 @@ DEFAULT_BUFFER_SIZE = 64
 HOLD_PERIODS = 2.0
 """A sample stays fresh for this many of its stream's own periods (one missed frame of the
 stream is tolerated, two are not: the default tolerance's rule, in the stream's own frames)."""
+MAX_GAP_HOLD_S = 1.0
+"""Cap of the longest-gap term: one long pause must not keep a stream fresh for longer than
+this (a stream silent for 1 s is treated as stopped unless its period says otherwise)."""
 RATE_WINDOW = 16
 """Samples whose intervals give a stream's period (0.5 s of a 30 fps camera, 3 s at 5 fps)."""
 MIN_RATE_INTERVALS = 4
@@ -190,7 +196,7 @@ class FrameAligner:
         recent = self._recent[stream]
         if not recent or t_capture > recent[-1]:  # history may already hold it
             recent.append(t_capture)
-        buf.append(_Sample(t_capture, value, *_period(recent)))
+        buf.append(_Sample(t_capture, value, *_rhythm(recent)))
         self._newest[stream] = t_capture
 
     def poll(self, now: float) -> list[AlignedRow]:
@@ -242,8 +248,9 @@ class FrameAligner:
         )
 
     def _fresh_for(self, stream: str, sample: _Sample) -> float:
-        """How old ``sample`` may be at a tick: the tolerance, or two of its stream's periods."""
-        return max(self._max_age[stream], HOLD_PERIODS * sample.period)
+        """How old ``sample`` may be at a tick: the tolerance, two of its stream's periods, or the
+        longest gap the stream recently showed."""
+        return max(self._max_age[stream], HOLD_PERIODS * sample.period, sample.gap)
 
     def _account(self, stream: str, sample: _Sample) -> None:
         """Count a repeat of the previous row's sample; note a stream slower than the grid."""
@@ -262,20 +269,22 @@ class FrameAligner:
 
 
 class _Sample(NamedTuple):
-    """One buffered sample and its stream's period as measured when it arrived."""
+    """One buffered sample and its stream's rhythm as measured when it arrived."""
 
     t: float
     value: Any
     period: float  # the stream's period over its last RATE_WINDOW samples (0: unknown)
-    intervals: int  # how many intervals that median is over
+    intervals: int  # how many intervals that period is over
+    gap: float  # the longest of those intervals, capped at MAX_GAP_HOLD_S (0: unknown)
 
 
-def _period(recent: deque[float]) -> tuple[float, int]:
-    """A stream's period from its ``recent`` capture times, and the number of intervals used
-    (``(0.0, 0)`` with fewer than two samples): the mean interval, leaving out gaps longer than
-    twice the median (a stall says the stream stopped, not that it is slow)."""
+def _rhythm(recent: deque[float]) -> tuple[float, int, float]:
+    """A stream's period, the number of intervals it is over, and its longest gap (capped),
+    from its ``recent`` capture times (zeros with fewer than two samples). The period is the
+    mean interval leaving out gaps longer than twice the median: a pause says the stream
+    stalled, not that it is slow (it is what the rate reported for a slow stream is based on)."""
     if len(recent) < 2:
-        return 0.0, 0
+        return 0.0, 0, 0.0
     gaps = [b - a for a, b in itertools.pairwise(recent)]
     typical = [g for g in gaps if g <= 2 * median(gaps)]
-    return sum(typical) / len(typical), len(typical)
+    return sum(typical) / len(typical), len(typical), min(max(gaps), MAX_GAP_HOLD_S)

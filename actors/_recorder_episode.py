@@ -15,18 +15,27 @@ writer thread, whose ``marks`` become columns of the episode's metadata row:
 
 Both are written for every episode the recorder saves (``rtrun/dropped_frames`` is the
 writer's own mark). LeRobot ignores columns it does not know.
+
+Ticks skipped because a stream went stale (it stopped for longer than its hold bound) still
+shorten the stored timeline; the "episode N saved" line names the streams and becomes a
+warning when they exceed :data:`SQUEEZE_WARN_FRACTION` of the episode.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._frame_align import FrameAligner
 
-__all__ = ["Episode"]
+__all__ = ["SQUEEZE_WARN_FRACTION", "Episode", "saved_line"]
+
+SQUEEZE_WARN_FRACTION = 0.05
+"""Share of an episode's ticks skipped (stale streams) above which the saved line is a warning:
+LeRobot's recording guidance reads ~5 % missing frames as overload, ~2 % as a start-up transient."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -59,6 +68,7 @@ class Episode:
         return {
             "save_requested": save,
             "skipped": stats.skipped_ticks,
+            "stale": {k: n for k, n in stats.skipped.items() if n},
             "repeated": stats.repeated,
             "slow_streams": slow,
             "marks": {
@@ -66,3 +76,22 @@ class Episode:
                 "repeated_frames": sum(stats.repeated.values()),
             },
         }
+
+
+def saved_line(summary: dict[str, Any]) -> tuple[int, str, tuple[Any, ...]]:
+    """Level, format and arguments of the "episode N saved" line for a committed episode."""
+    skipped = summary["skipped"]
+    squeezed = skipped > SQUEEZE_WARN_FRACTION * (summary["frames"] + skipped)
+    return (
+        logging.WARNING if squeezed else logging.INFO,
+        "episode %d saved: %d rows, %d dropped, %d ticks skipped (stale: %s), slow streams: %s (%.2f s to save)",
+        (
+            summary["index"],
+            summary["frames"],
+            summary["dropped"],
+            skipped,
+            summary["stale"] or "none",
+            summary["slow_streams"] or "none",
+            summary["save_s"],
+        ),
+    )

@@ -29,9 +29,9 @@ the start). Only then does it report ready.
 ``JointState.t_read``, ``JointCommand.t_issued``); arrival times and nominal rates are never
 used. An episode started at ``t0`` has grid ticks ``t0 + k / fps``; ``FrameAligner`` gives each
 tick the latest sample of every stream captured at or before it, if at most
-``tolerance_frames / fps`` old (default 2 frames) -- or two of the stream's own periods for a
-stream slower than the grid, whose frames are then repeated (hold-last) so the episode keeps its
-duration: warned once per episode and stream, marked (``Episode.report``, ``_recorder_episode.py``).
+``tolerance_frames / fps`` old (default 2 frames) -- or two of the stream's own periods (or its
+longest recent gap) for a stream slower than the grid, whose frames are then repeated (hold-last)
+so the episode keeps its duration: warned once per episode and stream, marked (``Episode.report``).
 A tick with a stale stream produces no row and is counted (``skipped``). The newest sample
 of each stream seen *before* the start (and its recent rate) is offered to the episode so tick 0
 is not lost. Real capture times go to the ``capture_time`` column
@@ -88,7 +88,7 @@ from ._dataset_layout import DatasetLockedError
 from ._dataset_writer import DatasetWriter
 from ._frame_align import CAPTURE_TIME_KEY, RATE_WINDOW, FrameAligner, capture_time_feature
 from ._lerobot_names import POSITION_SUFFIX, feature_names
-from ._recorder_episode import Episode
+from ._recorder_episode import Episode, saved_line
 from ._recorder_params import ALIGNED_INPUTS, CAMERA_INPUTS, DEFAULT_KEYS, RecorderParams
 from ._recorder_thread import WriterThread
 from .messages import EpisodeControl, Flag, Frame, JointCommand, JointState
@@ -430,15 +430,8 @@ class RecorderActor(Actor):
                 continue
             self._pending_saves -= 1
             if summary["saved"]:
-                ctx.log.info(
-                    "episode %d saved: %d rows, %d dropped, %d ticks skipped, slow streams %s (%.2f s to save)",
-                    summary["index"],
-                    summary["frames"],
-                    summary["dropped"],
-                    summary["skipped"],
-                    summary["slow_streams"] or "none",
-                    summary["save_s"],
-                )
+                level, fmt, args = saved_line(summary)
+                ctx.log.log(level, fmt, *args)
             else:
                 ctx.log.warning("episode %d not saved: no row reached the writer", summary["index"])
 

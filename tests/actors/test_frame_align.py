@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from rtrun.actors._frame_align import (
     CAPTURE_TIME_KEY,
     HOLD_PERIODS,
+    MAX_GAP_HOLD_S,
     RATE_WINDOW,
     FrameAligner,
     capture_time_feature,
@@ -76,15 +77,17 @@ _times = st.lists(st.floats(0.0, 3.0, allow_nan=False), min_size=1, max_size=40,
 
 def _reference(samples: dict[str, list[float]], t_k: float, max_age: float) -> dict[str, float] | None:
     """Brute force: latest capture time <= t_k per stream, or None if stale/missing. Fresh means
-    at most ``max(max_age, 2 x the stream's period)`` old: the mean interval of the last 16
-    samples up to it, without gaps longer than twice their median."""
+    at most ``max(max_age, 2 x the stream's period, its longest gap capped at 1 s)`` old, over
+    the last 16 samples up to it; the period is their mean interval without gaps longer than
+    twice their median."""
     out = {}
     for name, ts in samples.items():
         past = sorted(t for t in ts if t <= t_k)
         gaps = np.diff(past[-RATE_WINDOW:])
         typical = gaps[gaps <= 2 * np.median(gaps)] if len(gaps) else gaps
         period = float(typical.mean()) if len(typical) else 0.0
-        if not past or t_k - past[-1] > max(max_age, HOLD_PERIODS * period):
+        gap = min(float(gaps.max()), MAX_GAP_HOLD_S) if len(gaps) else 0.0
+        if not past or t_k - past[-1] > max(max_age, HOLD_PERIODS * period, gap):
             return None
         out[name] = past[-1]
     return out
@@ -180,3 +183,20 @@ def test_full_rate_streams_are_not_slow() -> None:
         al.push("cam", k / 29.5 + (0.004 if k % 2 else 0.0), k)  # jittery camera a bit under 30 fps
     al.poll(now=2.0)
     assert al.statistics().slow == {}
+
+
+def test_irregular_stream_is_held_through_its_usual_pauses() -> None:
+    """A joint stream pausing 150 ms every 5 samples (a render holding the plant's lock) is held
+    through its pauses once it has shown them, instead of skipping ticks at each one."""
+    times, t = [], 0.0
+    for k in range(120):
+        t += 0.15 if k % 5 == 4 else 0.01
+        times.append(t)
+    al = FrameAligner(
+        fps=30, streams=["state"], start_time=1.0, history={"state": [x for x in times if x <= 1.0]}
+    )
+    rows = []
+    for x in times:
+        rows += al.poll(now=x)
+        al.push("state", x, x)
+    assert al.statistics().skipped_ticks == 0 and len(rows) == al.next_tick > 30

@@ -69,3 +69,15 @@ async def test_slow_camera_keeps_duration_warns_and_marks(
     ]
     assert len(warnings) == 1, warnings  # once per episode, not once per tick
     assert key in warnings[0] and "5.0 Hz" in warnings[0] and "30 fps" in warnings[0], warnings
+
+
+def test_saved_line_warns_when_stale_streams_squeeze_the_episode() -> None:
+    """Skipped ticks still shorten the stored timeline: above 5 % the saved line is a warning
+    naming the stale streams."""
+    from rtrun.actors._recorder_episode import saved_line
+
+    base = {"index": 3, "dropped": 0, "slow_streams": {}, "save_s": 0.5}
+    level, fmt, args = saved_line({**base, "frames": 90, "skipped": 10, "stale": {"observation.state": 10}})
+    assert level == logging.WARNING and "observation.state" in fmt % args
+    level, _, _ = saved_line({**base, "frames": 99, "skipped": 1, "stale": {"observation.state": 1}})
+    assert level == logging.INFO
