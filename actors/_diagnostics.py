@@ -15,7 +15,8 @@ say, so the actor decides the log level and a 30 Hz stream never floods the log.
   steps (starved or all-zero observations, an unnormalized checkpoint): one warning per streak.
 * :class:`GripperClamp` — gripper commands outside their range are clamped; counted, and logged
   at most once per ``interval_s`` with the number clamped since the last message.
-* :class:`RateLimiter` — "at most one message per key per interval, with the suppressed count".
+* :class:`RateLimiter` — "at most one message per key per interval, with the suppressed count";
+  the one log limiter of every actor (motor bus, action queue, RTC merger, policy worker).
 """
 
 from __future__ import annotations

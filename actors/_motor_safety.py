@@ -1,8 +1,8 @@
 """Pure command checks for the ``motor_bus`` actor: validation, position limits, relative clamping.
 
-No I/O, no clock, no anyio: every function takes what it needs (including the time, for the log
-rate limiter) and returns a value, so the whole safety path is tested synchronously with
-Hypothesis (``tests/actors/test_motor_safety.py``), as h11 tests its state machine.
+No I/O, no clock, no anyio: every function takes what it needs and returns a value, so the
+whole safety path is tested synchronously with Hypothesis (``tests/actors/test_motor_safety.py``),
+as h11 tests its state machine.
 
 Theory of operation
 -------------------
@@ -47,7 +47,6 @@ import numpy as np
 __all__ = [
     "REJECT_REASONS",
     "CommandFilter",
-    "LogLimiter",
     "Rejection",
     "SafeGoal",
     "normalize_relative_cap",
@@ -243,26 +242,3 @@ class CommandFilter:
     def reset(self) -> None:
         """Forget the active goal (e.g. after a reconnect: the arm holds where it is)."""
         self.goal.clear()
-
-
-@dataclass(slots=True)
-class LogLimiter:
-    """Rate limiter for repeated log lines: once per key per ``interval_s`` (time passed in).
-
-    ``allow(key, now)`` returns the number of occurrences suppressed since the key was last
-    allowed (0 or more) when the line may be logged now, else None.
-    """
-
-    interval_s: float
-    """Minimum time between two lines for the same key, seconds."""
-    _last: dict[str, float] = field(default_factory=dict)
-    _suppressed: dict[str, int] = field(default_factory=dict)
-
-    def allow(self, key: str, now: float) -> int | None:
-        """Record one occurrence of ``key`` at ``now``; see the class docstring."""
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval_s:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return None
-        self._last[key] = now
-        return self._suppressed.pop(key, 0)

@@ -21,7 +21,8 @@ deadlines skipped because the loop overran, gaps of more than 1.5 periods betwee
 captures, and tolerated read timeouts), ``timeouts``.
 
 Failures: a device loss (:class:`CameraDisconnectedError`) or more than
-``max_consecutive_timeouts`` read timeouts in a row raise :class:`CameraFailure` (chained to the
+``max_consecutive_timeouts`` transient read errors in a row (any
+:class:`rtrun.drivers.TransientError`, e.g. ``CameraTimeoutError``) raise :class:`CameraFailure` (chained to the
 driver's typed error); the supervisor restarts the actor, whose fresh instance reconnects. The
 device is always released in a shielded, bounded ``finally``.
 
@@ -55,7 +56,8 @@ import anyio
 import numpy as np
 import rtrun
 from anyio.abc import TaskStatus
-from rtrun.drivers.camera import Camera, CameraDisconnectedError, CameraTimeoutError
+from rtrun.drivers import TransientError
+from rtrun.drivers.camera import Camera, CameraDisconnectedError
 
 from ._arms import sim_plant
 from .messages import Frame
@@ -311,7 +313,7 @@ class CameraActor(rtrun.Actor):
         s = self._stats
         try:
             image = await ctx.run_sync(self._device().read)
-        except CameraTimeoutError as exc:
+        except TransientError as exc:
             s.timeouts += 1
             s.dropped += 1
             s.consecutive_timeouts += 1

@@ -53,9 +53,9 @@ Design decisions (the brief is silent on them):
 - A write happens only on a new command or while the previous write was clamped by
   ``max_relative_target`` (the goal is still being approached); otherwise servos hold their
   last goal and the bus carries only the read.
-- Transient read faults (timeout, corrupt reply) up to ``max_consecutive_errors`` in a row are
-  tolerated: the tick publishes nothing and counts ``errors``. A servo error or a lost port is
-  never tolerated.
+- Transient read faults (any :class:`rtrun.drivers.TransientError`: timeout, corrupt reply, a CAN
+  motor that missed an exchange) up to ``max_consecutive_errors`` in a row are tolerated: the
+  tick publishes nothing and counts ``errors``. A servo error or a lost port is never tolerated.
 """
 
 from __future__ import annotations
@@ -69,10 +69,12 @@ import anyio
 import numpy as np
 import rtrun
 from anyio.abc import TaskStatus
+from rtrun.drivers import TransientError
 from rtrun.drivers.calibration import SO_ARM_JOINTS
 
 from ._arms import ARMS, Arm, build_arm
-from ._motor_safety import REJECT_REASONS, CommandFilter, LogLimiter, Rejection, normalize_relative_cap
+from ._diagnostics import RateLimiter
+from ._motor_safety import REJECT_REASONS, CommandFilter, Rejection, normalize_relative_cap
 from ._source import SourceChange, SourceEvent, WatchedInput
 from .messages import JointCommand, JointState
 
@@ -99,10 +101,6 @@ class MotorBusFailure(rtrun.ActorError):
         """Actor id."""
         self.error = error
         """The typed driver error (names the motor when one is involved)."""
-
-
-TRANSIENT_ERRORS = ("BusTimeoutError", "ChecksumError", "CanMotorNotRespondingError")
-"""Driver error class names tolerated up to ``max_consecutive_errors`` in a row."""
 
 
 def _joint_names(arm: str, driver: str, can_motors: dict[str, tuple[int, ...]]) -> tuple[str, ...]:
@@ -354,7 +352,7 @@ class MotorBusActor(rtrun.Actor):
         p = ctx.params
         self._ctx = ctx
         self._n = _Counters()
-        self._limiter = LogLimiter(p.log_interval_s)
+        self._limiter = RateLimiter(p.log_interval_s)
         port = ctx.inputs.get("command")  # absent only in hand-made contexts (tests)
         self._commands_open = port is not None
         self._commands: WatchedInput[JointCommand] = WatchedInput(port, "command")
@@ -423,7 +421,7 @@ class MotorBusActor(rtrun.Actor):
                 await self._source_lost(ctx, controller, self._lost)
             cycle = await ctx.run_sync(controller.cycle, dt, commands)
         except Exception as exc:
-            if type(exc).__name__ not in TRANSIENT_ERRORS:
+            if not isinstance(exc, TransientError):
                 raise MotorBusFailure(ctx.id, exc) from exc
             self._n.errors += 1
             self._n.consecutive_errors += 1

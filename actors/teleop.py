@@ -17,8 +17,8 @@ Design decisions (the brief is silent on them):
   ``joint_signs`` flips directions. Both are applied here, at the teleop boundary, once.
 - Bus faults fail the actor like the motor bus (``TeleopFailure``, chained to the driver's typed
   error); the supervisor restarts it. On stop the leader is left limp and its port closed.
-- Transient read faults (timeout, corrupt reply) skip the tick, up to ``max_consecutive_errors``
-  in a row.
+- Transient read faults (any :class:`rtrun.drivers.TransientError`: timeout, corrupt reply)
+  skip the tick, up to ``max_consecutive_errors`` in a row.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import anyio
 import numpy as np
 import rtrun
 from anyio.abc import TaskStatus
+from rtrun.drivers import TransientError
 
 from ._arms import ARMS, Arm, build_arm
 from .messages import Flag, JointCommand
-from .motor_bus import TRANSIENT_ERRORS
 
 __all__ = ["TeleopActor", "TeleopFailure", "TeleopParams"]
 
@@ -172,7 +172,7 @@ class TeleopActor(rtrun.Actor):
                     pose = await ctx.run_sync(arm.read)
                 except Exception as exc:
                     errors += 1
-                    if type(exc).__name__ not in TRANSIENT_ERRORS or errors > p.max_consecutive_errors:
+                    if not isinstance(exc, TransientError) or errors > p.max_consecutive_errors:
                         raise TeleopFailure(ctx.id, exc) from exc
                     ctx.log.warning("tolerated leader read error: %s", exc)
                     continue

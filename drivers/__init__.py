@@ -5,6 +5,7 @@ neither anyio nor the kernel. Device libraries (pyserial, python-can, OpenCV, Mu
 lazily, so importing this package is cheap.
 """
 
+from ._errors import TransientError as TransientError
 from .calibration import KOCH_ARM_JOINTS as KOCH_ARM_JOINTS
 from .calibration import SO_ARM_JOINTS as SO_ARM_JOINTS
 from .calibration import CalibrationError as CalibrationError
@@ -125,6 +126,7 @@ __all__ = [
     "SimUnavailableError",
     "SimUnits",
     "SyntheticCamera",
+    "TransientError",
     "calibration_path",
     "configure_so_follower",
     "decode_frame_counter",

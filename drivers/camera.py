@@ -36,6 +36,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ._errors import TransientError
+
 __all__ = [
     "Camera",
     "CameraConfigError",
@@ -59,8 +61,8 @@ class CameraDisconnectedError(CameraError):
     """The device is gone: unplugged, closed, or its stream ended. Reconnecting may help."""
 
 
-class CameraTimeoutError(CameraError):
-    """No frame arrived within the read timeout; the device may still be present."""
+class CameraTimeoutError(CameraError, TransientError):
+    """No frame arrived within the read timeout; the device may still be present (transient)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -65,6 +65,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._errors import TransientError
 from ._mit_protocol import CMD_CLEAR_FAULT as CMD_CLEAR_FAULT
 from ._mit_protocol import CMD_DISABLE as CMD_DISABLE
 from ._mit_protocol import CMD_ENABLE as CMD_ENABLE
@@ -153,8 +154,8 @@ class CanBusError(CanMotorError):
     """The CAN interface failed (cannot open, send failed, bus gone)."""
 
 
-class CanMotorNotRespondingError(CanMotorError):
-    """One or more motors never answered (handshake or parameter query)."""
+class CanMotorNotRespondingError(CanMotorError, TransientError):
+    """One or more motors never answered (handshake, parameter query or a cycle); transient."""
 
     def __init__(self, motors: Sequence[str], what: str) -> None:
         """Name the silent motors and the operation they did not answer."""

@@ -9,9 +9,9 @@ when one is involved)::
 
     MotorBusError                  base class of every motor-bus failure
     ├── BusTimeoutError            no (complete) reply within the timeout; the motor may be
-    │                              unpowered, unplugged or on another baud rate
+    │                              unpowered, unplugged or on another baud rate (transient)
     ├── ChecksumError              a corrupt status packet (bad checksum/CRC, truncated,
-    │                              malformed) — the SDKs' COMM_RX_CORRUPT
+    │                              malformed) — the SDKs' COMM_RX_CORRUPT (transient)
     ├── ServoError                 the servo answered with error bits set (overload, overheat,
     │                              voltage...); ``flags`` names them
     ├── PortError                  the serial port cannot be opened or vanished (unplugged)
@@ -25,7 +25,8 @@ Contract (what the actor relies on):
   table and plain ints (already sign-decoded: negative positions come back negative).
 - Every failure is a :class:`MotorBusError`; a bus stays usable after a timeout, checksum or
   servo error (stale bytes are discarded before the next transaction), but not after a
-  ``PortError`` (reconnect).
+  ``PortError`` (reconnect). The two errors worth retrying (timeout, checksum) also derive from
+  :class:`rtrun.drivers.TransientError`, which is what the actor checks.
 
 Design decisions (the brief is silent on them):
 
@@ -44,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from ._errors import TransientError
 from .calibration import MotorCalibration, MotorNormMode, normalize, unnormalize
 
 __all__ = [
@@ -99,12 +101,12 @@ class MotorBusError(Exception):
         return f"{who}: {self.detail}{where}"
 
 
-class BusTimeoutError(MotorBusError):
-    """No complete reply arrived in time (unpowered, unplugged, wrong id or baud rate)."""
+class BusTimeoutError(MotorBusError, TransientError):
+    """No complete reply arrived in time (unpowered, unplugged, wrong id or baud rate); transient."""
 
 
-class ChecksumError(MotorBusError):
-    """A status packet was corrupt: checksum/CRC mismatch, truncated or malformed."""
+class ChecksumError(MotorBusError, TransientError):
+    """A status packet was corrupt: checksum/CRC mismatch, truncated or malformed; transient."""
 
 
 class ServoError(MotorBusError):

@@ -15,6 +15,8 @@ import rtrun
 import trio.testing
 from rtrun.actors.camera import FAKE_CAMERAS, CameraActor, CameraParams
 from rtrun.actors.messages import Frame
+from rtrun.drivers import TransientError
+from rtrun.drivers.fake import FakeCamera
 from rtrun.drivers.synthetic_camera import decode_frame_counter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,6 +76,31 @@ async def test_timeouts_are_tolerated_and_counted() -> None:
         status = graph.context("cam").status
         assert status["timeouts"] == 1
         assert status["dropped"] >= 1
+        assert graph.context("cam").restarts == 0
+
+
+class GlitchError(TransientError):
+    """A driver's own transient error, unknown to the actor by name."""
+
+
+class GlitchyCamera(FakeCamera):
+    """A fake camera whose read 2 raises a transient error of a class the actor never heard of."""
+
+    def read(self) -> np.ndarray:
+        if self.reads == 2:
+            self.reads += 1
+            raise GlitchError("sensor hiccup")
+        return super().read()
+
+
+async def test_any_transient_driver_error_is_tolerated() -> None:
+    """The actor decides retry-vs-fail by ``TransientError``, not by a list of class names."""
+    FAKE_CAMERAS["cam"] = GlitchyCamera(width=64, height=48, fps=30.0)
+    params = {"driver": "fake", "fps": 30.0, "width": 64, "height": 48}
+    async with rtrun.open_graph(spec(params)) as graph:
+        await frames(graph, 5)
+        status = graph.context("cam").status
+        assert status["timeouts"] == 1
         assert graph.context("cam").restarts == 0
 
 
@@ -237,12 +264,15 @@ anyio.run(main)
 """
 
 
-def run_without_egl(tmp_path: Path, fallback: str) -> subprocess.CompletedProcess[str]:
-    """The camera graph in a fresh interpreter with ``MUJOCO_GL=egl`` and no loadable libEGL."""
+def run_without_egl(
+    tmp_path: Path, fallback: str, mujoco_gl: str = "egl"
+) -> subprocess.CompletedProcess[str]:
+    """The camera graph in a fresh interpreter with ``MUJOCO_GL=<mujoco_gl>``, no loadable libEGL
+    and no X display."""
     pytest.importorskip("mujoco", reason="the sim extra is not installed")
     (tmp_path / "sitecustomize.py").write_text(NO_EGL_SITECUSTOMIZE)
     env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY")}
-    env.update(MUJOCO_GL="egl", PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    env.update(MUJOCO_GL=mujoco_gl, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
     return subprocess.run(
         [sys.executable, "-c", NO_EGL_SCRIPT, fallback],
         env=env,
@@ -269,3 +299,14 @@ def test_mujoco_gl_egl_without_egl_fails_clearly_without_fallback(tmp_path: Path
     assert result.returncode != 0
     assert "CameraFailure: camera 'cam'" in result.stderr, result.stderr[-3000:]
     assert "MUJOCO_GL=egl" in result.stderr and "osmesa" in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_mujoco_glfw_without_display_falls_back_with_one_warning(tmp_path: Path) -> None:
+    """GLFW reports a missing DISPLAY as Python warnings: they are folded into the one warning."""
+    result = run_without_egl(tmp_path, "synthetic", mujoco_gl="glfw")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "frames (48, 64, 3) synthetic"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("WARNING"), result.stderr[-3000:]
+    assert "DISPLAY" in lines[0] and "synthetic" in lines[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -20,6 +20,7 @@ import trio.testing
 from rtrun.actors._arms import FAKE_BUSES, fake_bus, forget_devices
 from rtrun.actors.messages import JointCommand, JointState
 from rtrun.actors.motor_bus import MotorBusActor, MotorBusFailure, MotorBusParams
+from rtrun.drivers import FakeMotorBus, ServoError, TransientError
 
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 TICKS_PER_DEG = 4095 / 360
@@ -195,6 +196,35 @@ async def test_transient_error_is_tolerated_servo_error_restarts_and_reconnects(
         assert state.names == JOINTS
 
 
+class GlitchError(TransientError):
+    """A driver's own transient error, unknown to the actor by name."""
+
+
+class GlitchyBus(FakeMotorBus):
+    """A fake bus whose 20th and 21st ``sync_read`` raise a transient error nobody listed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sync_reads = 0
+
+    def sync_read(self, register: str, motor_ids: Sequence[int]) -> dict[int, int]:
+        self.sync_reads += 1
+        if self.sync_reads in (20, 21):
+            raise GlitchError("bus hiccup")
+        return super().sync_read(register, motor_ids)
+
+
+async def test_any_transient_driver_error_is_tolerated() -> None:
+    """Retry-vs-fail follows ``TransientError``: a subclass the actor never heard of is retried."""
+    bus = FAKE_BUSES["arm"] = GlitchyBus()
+    async with rtrun.open_graph(spec({"rate_hz": 50.0, "max_consecutive_errors": 2})) as graph:
+        with anyio.fail_after(5):
+            while bus.sync_reads < 30:
+                await anyio.sleep(0.05)
+        assert graph.context("arm").status["errors"] == 2
+        assert graph.context("arm").restarts == 0
+
+
 async def test_vanished_port_restarts_until_replugged() -> None:
     backoff = rtrun.Backoff(initial=0.2, maximum=0.2, multiplier=1.0, jitter=0.0)
     async with rtrun.open_graph(spec({"rate_hz": 50.0}, intensity=20, backoff=backoff)) as graph:
@@ -216,7 +246,7 @@ async def test_failure_error_is_typed_and_names_the_motor() -> None:
     with pytest.raises(MotorBusFailure) as info:
         await MotorBusActor().run(ctx)
     assert "shoulder_lift" in str(info.value) and "overheat" in str(info.value)
-    assert type(info.value.error).__name__ == "ServoError"
+    assert isinstance(info.value.error, ServoError)
 
 
 def test_params_are_validated_at_check_time() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rtrun.actors._motor_safety import CommandFilter, LogLimiter, Rejection, normalize_relative_cap
+from rtrun.actors._motor_safety import CommandFilter, Rejection, normalize_relative_cap
 
 JOINTS = ("a", "b", "c")
 LIMITS = {"a": (-90.0, 90.0), "b": (-45.0, 45.0), "c": (0.0, 100.0)}
@@ -134,13 +134,3 @@ def test_create_validates_limits() -> None:
         CommandFilter.create(JOINTS, limits={"z": (0.0, 1.0)})
     with pytest.raises(ValueError, match="lower <= upper"):
         CommandFilter.create(JOINTS, limits={"a": (1.0, 0.0)})
-
-
-def test_log_limiter_once_per_key_per_interval() -> None:
-    lim = LogLimiter(5.0)
-    assert lim.allow("nan", 0.0) == 0
-    assert lim.allow("nan", 1.0) is None
-    assert lim.allow("nan", 2.0) is None
-    assert lim.allow("dim", 2.0) == 0  # another reason is independent
-    assert lim.allow("nan", 5.0) == 2  # reports how many were suppressed
-    assert lim.allow("nan", 6.0) is None

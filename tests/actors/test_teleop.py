@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from rtrun.actors.camera import FAKE_CAMERAS
 from rtrun.actors.messages import Flag
 from rtrun.actors.motor_bus import MotorBusActor
 from rtrun.actors.teleop import TeleopActor, TeleopParams
+from rtrun.drivers import FakeMotorBus, TransientError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TICKS_PER_DEG = 4095 / 360
@@ -80,6 +81,34 @@ async def test_joint_signs_flip_directions() -> None:
         FAKE_BUSES["leader"].move_by_hand(1, round(2047.5 + 15.0 * TICKS_PER_DEG))
         await anyio.sleep(1.5)
         assert (await follower_pose(graph))[0] == pytest.approx(-15.0, abs=0.3)
+
+
+class GlitchError(TransientError):
+    """A driver's own transient error, unknown to the actor by name."""
+
+
+class GlitchyBus(FakeMotorBus):
+    """A fake bus whose 20th ``sync_read`` raises a transient error of a class nobody listed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sync_reads = 0
+
+    def sync_read(self, register: str, motor_ids: Sequence[int]) -> dict[int, int]:
+        self.sync_reads += 1
+        if self.sync_reads == 20:
+            raise GlitchError("bus hiccup")
+        return super().sync_read(register, motor_ids)
+
+
+async def test_any_transient_driver_error_skips_the_tick() -> None:
+    """Retry-vs-fail follows ``TransientError``: a subclass the actor never heard of is retried."""
+    leader = FAKE_BUSES["leader"] = GlitchyBus()
+    async with rtrun.open_graph(teleop_graph({})) as graph:
+        await anyio.sleep(1.0)
+        status = graph.status()
+    assert leader.sync_reads > 20
+    assert status.restarts == 0
 
 
 def test_params_validation() -> None:
