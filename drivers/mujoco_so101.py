@@ -35,6 +35,7 @@ import importlib.util
 import math
 import os
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -268,13 +269,25 @@ class SO101Plant:
     def _renderer(self, width: int, height: int) -> Any:
         key = (width, height)
         if key not in self._renderers:
-            try:
-                self._renderers[key] = self._mj.Renderer(self._model, height, width)
-            except Exception as exc:  # mujoco raises RuntimeError/FatalError, GL libs vary
-                raise SimRenderError(
-                    f"MuJoCo could not create an OpenGL context ({exc}); {RENDER_HINT}"
-                ) from exc
+            self._renderers[key] = self._new_renderer(width, height)
         return self._renderers[key]
+
+    def _new_renderer(self, width: int, height: int) -> Any:
+        """Create a renderer. GLFW reports why it cannot start (no ``DISPLAY``) as Python
+        warnings: when the context fails they go into the error's message (the caller warns
+        once), otherwise they are re-issued."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                renderer = self._mj.Renderer(self._model, height, width)
+            except Exception as exc:  # mujoco raises RuntimeError/FatalError, GL libs vary
+                notes = "".join(f"; {w.message}" for w in caught)
+                raise SimRenderError(
+                    f"MuJoCo could not create an OpenGL context ({exc}{notes}); {RENDER_HINT}"
+                ) from exc
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return renderer
 
     def close(self) -> None:
         """Free the renderers' GL contexts (idempotent)."""
