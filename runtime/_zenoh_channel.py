@@ -18,10 +18,10 @@ input (wrong header size/version/type, undecodable body, unknown tag, wrong mess
 dropped in the callback, counted per reason (``header_*``/``body_*`` in ``dropped``) and logged
 at most once per reason per :data:`LOG_INTERVAL_S`; the receiving actor never sees it.
 
-Batching. On asyncio, a message published less than 250 µs after the previous one (a burst,
-e.g. a loop of ``send_nowait``) is collected, with the rest of the burst, until the end of the
-event-loop iteration and leaves as one DATA_BATCH sample (or as soon as 32 messages / 64 KB are
-pending), each message keeping its own sequence id (details: ``_zenoh_sender``). The first
+Batching. On asyncio, a message published by ``send_nowait`` less than 250 µs after the
+previous one (a burst, e.g. a loop of ``send_nowait``) is collected, with the rest of the
+burst, until the end of the event-loop iteration and leaves as one DATA_BATCH sample (or as soon
+as 32 messages / 64 KB are pending), each message keeping its own sequence id (details: ``_zenoh_sender``). The first
 message of a burst and every sparse one leave at once, with nothing scheduled after the ``put``
 (measured: that work delays the sample). Sparse traffic is therefore never delayed, and a burst
 costs one Zenoh sample -- one callback and one GIL acquisition on the receiving side -- per
@@ -114,18 +114,21 @@ Module layout: this module is the façade and the design; ``_zenoh_port`` holds 
 pieces (codec, constants, port base), ``_zenoh_sender`` the sending end, ``_zenoh_receiver``
 the receiving port and ``_zenoh_receiver_core`` its shared state and Zenoh-thread side.
 
-Scheduling. Every ``receive`` is a cancellation point: cancelled, it raises and takes nothing,
-however many items are buffered (each call checks, cheaply: ``rtrun._lowlevel``). It yields to
-the event loop when it waits and at least every :data:`~rtrun._zenoh_receiver.RECEIVE_BUDGET`
-items taken straight from the buffer (a cooperative budget, as Tokio's): a consumer of a busy
-channel cannot starve the loop, and a burst is drained without a loop round trip (and a GIL
-hand-off to the Zenoh thread) per item. ``send`` is likewise a cancellation point on every call
-and yields *before* publishing: yielding after ``put`` was measured to delay the sample (the
-loop's work competes with Zenoh's transmit thread on a small machine); after a put that
-published at once, the sending thread only yields its CPU (``os.sched_yield``, measured to let
-the transmit thread send sooner: see ``_zenoh_sender.yield_to_transmit``). The bridge's
-descriptor write happens after the lock is released (it drops the GIL; under the lock the woken
-loop would run into the lock).
+Scheduling. Every ``send`` and every ``receive`` is a checkpoint, as in-process (issue 15):
+a cancellation point (cancelled, ``receive`` raises and takes nothing, however many items are
+buffered; a cancelled ``send`` never publishes) and a scheduling point (it yields to the loop
+once, also when an item is already buffered or a dropping policy never waits), so a busy
+consumer or producer on a cross-host edge cannot starve the loop, nor keep taking commands once
+cancelled. The yield is anyio's checkpoint without its dispatch (``rtrun._lowlevel``). ``send``
+yields *before* publishing: yielding after ``put`` was measured to delay the sample (the loop's
+work competes with Zenoh's transmit thread on a small machine); after a put that published at
+once, the sending thread only yields its CPU (``os.sched_yield``, measured to let the transmit
+thread send sooner: see ``_zenoh_sender.yield_to_transmit``). A ``send_nowait`` burst still
+leaves in DATA_BATCH samples; a loop of ``await send()`` publishes each message at once (its
+yield would close a batching window anyway). On the receiving side a burst still costs one loop
+wake-up, not one per item: a receive that finds an item buffered yields and takes it. The bridge's descriptor
+write happens after the lock is released (it drops the GIL; under the lock the woken loop would
+run into the lock).
 
 Decisions: samples are not authenticated (use Zenoh TLS/ACLs); header timestamps are the
 sender's ``time.monotonic_ns()`` (opaque, echoed, never compared across hosts); bad-input log

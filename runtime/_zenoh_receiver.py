@@ -5,27 +5,21 @@ the shared state and its Zenoh-thread side: :mod:`rtrun._zenoh_receiver_core`).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
-from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._channel import ChannelStatistics, Policy
-from ._lowlevel import cancel_maybe_pending
+from ._lowlevel import checkpoint
 from ._wire import Header, header_from_fields
 from ._zenoh import ZenohSession
 from ._zenoh_port import CREDIT_REFRESH_S, Codec, LogThrottle, PortBase, check_policy, kernel_codec
 from ._zenoh_receiver_core import ReceiverCore
 
-__all__ = ["RECEIVE_BUDGET", "ZenohReceivePort", "open_zenoh_receiver"]
+__all__ = ["ZenohReceivePort", "open_zenoh_receiver"]
 
 T = TypeVar("T")
-
-RECEIVE_BUDGET: Final = 32
-"""Receives served straight from the buffer before ``receive`` yields to the loop again (a
-cooperative budget, as Tokio's). In between, each one still checks for cancellation: a
-cancelled ``receive`` raises and takes nothing, however many items are buffered."""
 
 
 class ZenohReceivePort(PortBase, Generic[T]):
@@ -52,25 +46,18 @@ class ZenohReceivePort(PortBase, Generic[T]):
         return item  # type: ignore[no-any-return]
 
     async def receive(self) -> T:
-        """Receive the next item, waiting if needed. Always a cancellation point (cancelled,
-        it raises and takes nothing); a scheduling point whenever it waits and at least every
-        :data:`RECEIVE_BUDGET` receives (items already buffered are taken without a loop round
-        trip in between: module docstring)."""
+        """Receive the next item, waiting if needed. Always a checkpoint, as in-process: a
+        cancellation point (cancelled, it raises and takes nothing) and a scheduling point (it
+        yields to the loop before taking an item, even one already buffered)."""
+        await checkpoint()  # (rtrun._lowlevel: anyio's, minus the dispatch)
         core = self._core
-        if core.budget > 0 and core.buffer:  # (an unlocked peek: re-checked under the lock)
-            if cancel_maybe_pending():  # (a plain call: see rtrun._lowlevel)
-                await checkpoint_if_cancelled()
-            core.budget -= 1
-            if core.policy != "block" and not self._closed:  # hot path: take_locked, inlined
-                with core.bridge.lock:
-                    if core.buffer and not core.broken_pending:
-                        _, header, item = core.buffer.popleft()
-                        core.received += 1
-                        core.last_header = header
-                        return item  # type: ignore[no-any-return]
-        else:
-            await checkpoint()
-            core.budget = RECEIVE_BUDGET
+        if core.policy != "block" and not self._closed and core.buffer:  # hot path: take_locked, inlined
+            with core.bridge.lock:
+                if core.buffer and not core.broken_pending:
+                    _, header, item = core.buffer.popleft()
+                    core.received += 1
+                    core.last_header = header
+                    return item  # type: ignore[no-any-return]
         try:
             return self.receive_nowait()
         except WouldBlock:
@@ -117,14 +104,12 @@ class ZenohReceivePort(PortBase, Generic[T]):
 
         if core.policy != "block" and core.eos_deadline is None:
             await core.bridge.wait_until(ready)  # no timer needed: the hot path stays cheap
-            core.budget = RECEIVE_BUDGET  # it waited: other tasks had their turn
             return
         timeout = CREDIT_REFRESH_S
         if core.eos_deadline is not None:
             timeout = max(0.0, min(timeout, core.eos_deadline - anyio.current_time()))
         with anyio.move_on_after(timeout) as scope:
             await core.bridge.wait_until(ready)
-        core.budget = RECEIVE_BUDGET
         if scope.cancelled_caught and core.eos is None:
             with core.bridge.lock:
                 credit = core.credit_locked()

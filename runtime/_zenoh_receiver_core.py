@@ -111,7 +111,6 @@ class ReceiverCore:
     receiving: bool = False  # a receive() is parked (the loop-side mutex: _wait_turn_and_take)
     turn: anyio.Event | None = None  # set when that receive() leaves, if others wait for it
     closed: bool = False
-    budget: int = 0  # receives left before the next forced scheduling point
 
     def open(self) -> None:
         s, key = self.session, self.key

@@ -13,14 +13,13 @@ from typing import Any, Final, Generic, NoReturn, TypeVar
 
 import anyio
 from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
-from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._bridge import ThreadBridge
 from ._channel import ChannelStatistics, Policy
 from ._codec import encode as kernel_encode
 from ._codec import flat_encoder
 from ._errors import TransportError
-from ._lowlevel import cancel_maybe_pending
+from ._lowlevel import checkpoint
 from ._wire import (
     HEADER_SCHEMA_VERSION,
     HEADER_STRUCT,
@@ -59,8 +58,6 @@ _DATA_BATCH = int(MessageType.DATA_BATCH)
 _pack_header = HEADER_STRUCT.pack  # (the hot path's header: no per-field checks)
 _now_ns = time.monotonic_ns
 
-SEND_BUDGET = 32
-"""``send`` calls that only check for cancellation before the next full checkpoint (yield)."""
 BATCH_MAX_MESSAGES = 32
 """A batch is published as soon as it holds this many messages..."""
 BATCH_MAX_BYTES = 64 * 1024
@@ -124,7 +121,6 @@ class _SenderCore:
     last_publish_ns: int = 0  # when the previous message was published or batched
     pending: list[bytes] = field(default_factory=list)  # bodies waiting for the window's end
     pending_bytes: int = 0
-    send_budget: int = 0  # sends left before the next full checkpoint
     epoch: int = 0  # the session's (fixed for its life)
     flat_type: type | None = None  # the class flat_pack encodes (see encode_item)
     flat_pack: Any = None
@@ -239,7 +235,10 @@ class _SenderCore:
     # ``pending`` and go out as one DATA_BATCH sample when the window closes or the batch is
     # full. A burst costs one Zenoh sample (one callback, one GIL acquisition on the receiving
     # side) per batch instead of per message. ``block`` channels never batch (credits are per
-    # message) and neither does a non-asyncio loop.
+    # message) and neither does a non-asyncio loop. An awaited ``send`` joins an open window
+    # but never opens one: it yields on every call (the channel contract), and that yield runs
+    # the window's callback, so a window it opened would just hold its one message back until
+    # the next ``send``; a loop of ``await send()`` therefore publishes each message at once.
     #
     # The first message of a burst, and every sparse message, is published at once, and then
     # the sending thread gets out of the way of Zenoh's transmit thread, which the put woke
@@ -248,12 +247,16 @@ class _SenderCore:
     #   put cost 15-30 µs of one-way latency at 64 B / 4 KB on the 2-core development VM);
     # - the port yields the CPU once (``os.sched_yield``, after releasing the lock; see
     #   :data:`yield_to_transmit`).
-    def publish_locked(self, body: bytes) -> bool:
-        """Publish ``body`` now or add it to the open batch; True if it was put at once."""
+    def publish_locked(self, body: bytes, *, may_open: bool = True) -> bool:
+        """Publish ``body`` now or add it to the open batch; True if it was put at once.
+        ``may_open=False`` (an awaited ``send``) joins a window already open but never opens
+        one: ``send`` yields on every call, so a window it opened would only hold its message
+        back until its own next call and then publish it alone."""
         now = _now_ns()
         previous, self.last_publish_ns = self.last_publish_ns, now
         if not self.window_open and not (
-            now - previous < BURST_GAP_NS
+            may_open
+            and now - previous < BURST_GAP_NS
             and len(body) < BATCH_MAX_BYTES
             and self.policy != "block"
             and self._open_window()
@@ -414,24 +417,16 @@ class ZenohSendPort(PortBase, Generic[T]):
             yield_to_transmit()
 
     async def send(self, item: T) -> None:
-        """Publish ``item``; with ``block`` wait for the receiver's credit. Always a cancellation
-        point; a scheduling point when it waits and at least every :data:`SEND_BUDGET` sends.
-        If it raises (also when cancelled while waiting) the item was not sent.
+        """Publish ``item``; with ``block`` wait for the receiver's credit. Always a checkpoint,
+        as in-process: a cancellation point (a cancelled task never publishes) and a scheduling
+        point. If it raises (also when cancelled while waiting) the item was not sent.
 
-        A full checkpoint is taken *before* publishing: yielding to the event loop after
-        ``put`` was measured to delay the sample (the loop's work competes with Zenoh's
-        transmit thread); after the put only the CPU is yielded (:data:`yield_to_transmit`).
-        Between checkpoints, only the cancellation check runs -- a cancelled task never
-        publishes.
+        The checkpoint is taken *before* publishing: yielding to the event loop after ``put``
+        was measured to delay the sample (the loop's work competes with Zenoh's transmit
+        thread); after the put only the CPU is yielded (:data:`yield_to_transmit`).
         """
+        await checkpoint()  # (rtrun._lowlevel: anyio's, minus the dispatch)
         core = self._core
-        if core.send_budget > 0:
-            if cancel_maybe_pending():  # (a plain call: see rtrun._lowlevel)
-                await checkpoint_if_cancelled()
-            core.send_budget -= 1
-        else:
-            await checkpoint()
-            core.send_budget = SEND_BUDGET
         if core.policy != "block":  # never waits: send_nowait, inlined (the hot path)
             if self._closed:
                 raise ClosedResourceError
@@ -444,7 +439,7 @@ class ZenohSendPort(PortBase, Generic[T]):
             with core.bridge.lock:
                 if core.closed_receivers and core.broken_locked():
                     raise BrokenResourceError
-                published = core.publish_locked(body)
+                published = core.publish_locked(body, may_open=False)
             if published:
                 yield_to_transmit()
             return
@@ -468,7 +463,6 @@ class ZenohSendPort(PortBase, Generic[T]):
                 await core.bridge.wait_until(
                     lambda: self._closed or core.broken_locked() or core.has_credit_locked()
                 )
-                core.send_budget = SEND_BUDGET  # it waited: other tasks had their turn
                 try:
                     return self.send_nowait(item)
                 except WouldBlock:  # pragma: no cover - another clone took the credit

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from .._channel import ReceivePort, SendPort, open_channel
 
@@ -204,6 +205,71 @@ async def receive_cancelled_with_items_buffered(open_pair: ChannelFactory, opts:
         assert returned == [], "receive in a cancelled scope returned an item"
         assert receive.statistics().queued == 2
         assert await _drain(receive, 2) == [1, 2]
+
+
+async def send_cancelled_publishes_nothing(open_pair: ChannelFactory, opts: ConformanceOptions) -> None:
+    """``send`` is a cancellation point on every call: in a cancelled scope it raises and sends
+    nothing, even right after a send that completed without waiting."""
+    async with open_pair(4, "block") as (send, receive):
+        await send.send(0)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await send.send("cancelled")
+        assert scope.cancelled_caught, "send in a cancelled scope did not raise the cancellation"
+        await send.send(1)
+        assert await _drain(receive, 2) == [0, 1]
+        assert receive.statistics().sent == 2
+
+
+async def _count_scheduling_points(operation: Callable[[], Awaitable[Any]], times: int) -> int:
+    """Run ``operation`` ``times`` in a row, with another task that only counts its own turns;
+    return how many turns it had meanwhile (0 if ``operation`` never let it run)."""
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_task)
+        await anyio.lowlevel.checkpoint()  # let it start (and reach its loop)
+        await anyio.lowlevel.checkpoint()
+        before = turns
+        for _ in range(times):
+            await operation()
+        after = turns
+        tg.cancel_scope.cancel()
+    return after - before
+
+
+_BURST = 12
+"""Items per scheduling scenario: below any plausible "yield every N" budget (Tokio's is 128,
+rtrun's Zenoh ports had 32), so a budget shows as (almost) no turns for the other task."""
+
+
+async def receive_is_a_scheduling_point(open_pair: ChannelFactory, opts: ConformanceOptions) -> None:
+    """Every ``receive`` yields to the scheduler, also when it takes an item already buffered:
+    another task runs between two receives (a busy consumer cannot starve the loop)."""
+    async with open_pair(_BURST, "block") as (send, receive):
+        for i in range(_BURST):
+            await send.send(i)
+        await _settle(lambda: receive.statistics().queued == _BURST, opts.settle_timeout, f"{_BURST} queued")
+        turns = await _count_scheduling_points(receive.receive, _BURST)
+        # trio runs each runnable task once per batch, in a random order per batch: the other
+        # task gets between _BURST - 1 and _BURST + 1 turns; asyncio gives exactly _BURST.
+        assert turns >= _BURST - 1, f"{_BURST} receives let another task run only {turns} times"
+
+
+async def send_is_a_scheduling_point(open_pair: ChannelFactory, opts: ConformanceOptions) -> None:
+    """Every ``send`` yields to the scheduler, also when it never waits (a dropping policy)."""
+    async with open_pair(_BURST, "drop_oldest") as (send, receive):
+        counter = iter(range(_BURST))
+        turns = await _count_scheduling_points(lambda: send.send(next(counter)), _BURST)
+        assert turns >= _BURST - 1, f"{_BURST} sends let another task run only {turns} times"
+        await _settle(lambda: receive.statistics().queued == _BURST, opts.settle_timeout, f"{_BURST} queued")
+        assert await _drain(receive, _BURST) == list(range(_BURST))
 
 
 async def statistics_agree(open_pair: ChannelFactory, opts: ConformanceOptions) -> None:
@@ -423,6 +489,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     rendezvous_per_waiting_receiver,
     receive_cancelled_with_items_buffered,
     statistics_agree,
+    send_cancelled_publishes_nothing,
+    receive_is_a_scheduling_point,
+    send_is_a_scheduling_point,
 )
 """Every scenario, in a stable order (tests parametrize over it to get one result each)."""
 
