@@ -16,11 +16,15 @@ Conventions (DESIGN §2):
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 from numpy.typing import NDArray
 from rtrun import Message, message
 
 __all__ = [
+    "CONTRACT_ERRORS",
+    "ERROR_KINDS",
     "EpisodeControl",
     "Flag",
     "Frame",
@@ -107,9 +111,33 @@ class InferenceRequest(Message):
     """Language instruction for VLA policies."""
 
 
+ERROR_KINDS: Final[tuple[str, ...]] = (
+    "observation_mismatch",
+    "action_dim",
+    "bad_request",
+    "busy",
+    "policy_output",
+    "inference",
+)
+"""Values of ``InferenceReply.error_kind`` (a fixed set: a new kind is a new schema version).
+
+``observation_mismatch``: the observation does not fit the policy's features; ``action_dim``: the
+policy's action dimension does not fit; ``bad_request``: a malformed request (prefix shape,
+negative delay); ``busy``: the worker serves other clients already; ``policy_output``: the policy
+returned a bad chunk (NaN, wrong shape); ``inference``: the policy raised."""
+
+CONTRACT_ERRORS: Final[frozenset[str]] = frozenset({"observation_mismatch", "action_dim", "bad_request"})
+"""Kinds no retry can fix (the deployment is wrong): the merger enters fail-safe state ``DEAD``
+before the robot moves. The others are transient: retry, the queue's fallback covers the gap."""
+
+
 @message(tag="rtrun.InferenceReply", version=1)
 class InferenceReply(Message):
-    """A policy worker answers one request (or reports why it could not)."""
+    """A policy worker answers one request (or reports why it could not).
+
+    ``error_kind`` was added to version 1 without a bump: the field is additive (decoders ignore
+    unknown fields, and a missing one takes its default).
+    """
 
     client: str
     """Client id from the request."""
@@ -132,7 +160,21 @@ class InferenceReply(Message):
     inference_s: float
     """Time spent in ``predict_chunk`` and processors, seconds (a duration)."""
     error: str = ""
-    """Empty on success; otherwise why no chunk was produced (bad observation...)."""
+    """Empty on success; otherwise why no chunk was produced, for people (bad observation...)."""
+    error_kind: str = ""
+    """Empty on success; otherwise what kind of failure, one of :data:`ERROR_KINDS`, for code:
+    the merger stops on a :data:`CONTRACT_ERRORS` kind and retries the others. A reply with an
+    ``error`` and no kind (a sender older than this field) counts as ``inference``."""
+
+    def __post_init__(self) -> None:
+        if self.error and not self.error_kind:
+            object.__setattr__(self, "error_kind", "inference")
+        if self.error_kind and self.error_kind not in ERROR_KINDS:
+            raise ValueError(
+                f"InferenceReply.error_kind must be one of {ERROR_KINDS}, got {self.error_kind!r}"
+            )
+        if self.error_kind and not self.error:
+            raise ValueError(f"InferenceReply.error_kind {self.error_kind!r} needs an error text")
 
 
 @message(tag="rtrun.EpisodeControl", version=1)

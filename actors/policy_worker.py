@@ -8,7 +8,7 @@ Theory of operation
                                         │ round robin over ready clients
                                         ▼
                validate (features via rename_map, prefix width, delay)
-                                        │ error → InferenceReply(error="<kind>: ...")
+                                        │ error → InferenceReply(error_kind=..., error=...)
                                         ▼
                ctx.run_sync: predict_chunk → check_chunk → postprocessor   (worker thread)
                                         ▼
@@ -30,8 +30,9 @@ Theory of operation
   episode boundary; ``shared`` never resets the policy. At most ``max_clients`` clients.
 * **Errors are replies.** A request that does not fit the policy (observation features,
   prefix width, delay), a policy output of the wrong shape or non-finite values, or a policy
-  exception become ``InferenceReply.error = "<kind>: <message>"`` (kinds in
-  :data:`rtrun.actors.rtc_messages.ERROR_KINDS`); the worker keeps serving. Only
+  exception become a reply with ``error_kind`` (one of
+  :data:`rtrun.actors.messages.ERROR_KINDS`) and ``error`` (the message for people); the
+  worker keeps serving. Only
   ``max_consecutive_errors`` policy failures in a row fail the actor (the supervisor decides).
 
 Policy sources (``checkpoint`` parameter)
@@ -81,7 +82,7 @@ from rtrun.models.policy import (
 
 from ._diagnostics import RateLimiter, describe_observation_mismatch
 from .messages import InferenceReply, InferenceRequest
-from .rtc_messages import format_error, readonly
+from .rtc_messages import readonly
 
 __all__ = [
     "REQUEST_INPUTS",
@@ -469,7 +470,7 @@ class PolicyWorkerActor(rtrun.Actor):
                 client=req.client, epoch=req.epoch, seq=req.seq, episode=req.episode,
                 chunk=_EMPTY, chunk_robot=_EMPTY, action_names=self.policy.metadata.action_names,
                 t_request=req.t_sent, queue_wait_s=queue_wait, inference_s=spent,
-                error=format_error(kind, text),
+                error=text, error_kind=kind,
             )
         )  # fmt: skip
 

@@ -73,8 +73,15 @@ from ._diagnostics import ActionCoverage, RateLimiter
 from ._lerobot_names import name_unnamed_actions
 from ._rtc_failsafe import LINK_TRANSITIONS, FailSafe, FailSafeConfig, LinkEvent, LinkState
 from ._source import SourceChange, SourceEvent, WatchedInput
-from .messages import EpisodeControl, Frame, InferenceReply, InferenceRequest, JointState
-from .rtc_messages import CONTRACT_ERRORS, MergeChunk, QueueStatus, error_kind, readonly
+from .messages import (
+    CONTRACT_ERRORS,
+    EpisodeControl,
+    Frame,
+    InferenceReply,
+    InferenceRequest,
+    JointState,
+)
+from .rtc_messages import MergeChunk, QueueStatus, readonly
 
 __all__ = [
     "FRAME_INPUTS",
@@ -446,7 +453,7 @@ class RTCMergerActor(rtrun.Actor):
         )
 
     async def _on_reply(self, reply: InferenceReply, now: float) -> None:
-        if reply.error:
+        if reply.error_kind:
             self._on_error_reply(reply, now)
             return
         reply = self._named(reply)
@@ -484,13 +491,13 @@ class RTCMergerActor(rtrun.Actor):
         if not self._answers_in_flight(reply):
             self._count("dropped_error_reply")
             return
-        kind = error_kind(reply.error)
+        kind, text = reply.error_kind, f"{reply.error_kind}: {reply.error}"
         self._count(f"error_{kind}")
         if kind in CONTRACT_ERRORS:
-            self._violation(reply.error)
+            self._violation(text)
         self.planner.new_epoch()  # abandon the request now; a late answer is dropped
         self.failsafe.on_failure(now, self._queued())
-        self._log(f"error_{kind}", now, "inference failed: %s", reply.error)
+        self._log(f"error_{kind}", now, "inference failed: %s", text)
 
     def _violation(self, reason: str) -> None:
         self.failsafe.on_violation(reason)

@@ -8,6 +8,9 @@ message). Conversions to and from the pure-core values live here so both actors 
 
 Both actors normally run in the robot process; the types are still registered, codec-ready
 messages so the pair can be split across processes or recorded.
+
+The reply error kinds (:data:`ERROR_KINDS`, :data:`CONTRACT_ERRORS`) live in the catalogue next to
+``InferenceReply.error_kind`` (:mod:`rtrun.actors.messages`) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import numpy as np
 from rtrun import Message, message
 from rtrun.models.rtc import MergeCommand, QueueSnapshot
 
+from .messages import CONTRACT_ERRORS as CONTRACT_ERRORS
+from .messages import ERROR_KINDS as ERROR_KINDS
+
 __all__ = [
     "CONTRACT_ERRORS",
     "ERROR_KINDS",
     "MergeChunk",
     "QueueStatus",
-    "error_kind",
-    "format_error",
     "readonly",
 ]
 
@@ -138,36 +142,3 @@ class QueueStatus(Message):
             prefix_robot=None if self.prefix_robot is None else np.asarray(self.prefix_robot),
             last_merge_seq=self.last_merge_seq,
         )
-
-
-# ------------------------------------------------------------------------- reply error kinds
-#
-# ``InferenceReply.error`` is free text in the catalogue; the policy worker prefixes it with a
-# kind so the merger can tell a contract violation (the deployment is wrong: stop before the
-# robot moves) from a transient failure (retry; the queue's fallback covers the gap).
-
-ERROR_KINDS: tuple[str, ...] = (
-    "observation_mismatch",
-    "action_dim",
-    "bad_request",
-    "busy",
-    "policy_output",
-    "inference",
-)
-"""Kinds of ``InferenceReply.error``, written ``"<kind>: <message>"``."""
-
-CONTRACT_ERRORS: frozenset[str] = frozenset({"observation_mismatch", "action_dim", "bad_request"})
-"""Kinds that no retry can fix: the merger enters fail-safe state ``DEAD``."""
-
-
-def format_error(kind: str, text: str) -> str:
-    """``"<kind>: <text>"`` for ``InferenceReply.error`` (``kind`` from :data:`ERROR_KINDS`)."""
-    if kind not in ERROR_KINDS:
-        raise ValueError(f"error kind must be one of {ERROR_KINDS}, got {kind!r}")
-    return f"{kind}: {text}"
-
-
-def error_kind(error: str) -> str:
-    """The kind of an ``InferenceReply.error`` (``"inference"`` when it carries none)."""
-    head, sep, _ = error.partition(":")
-    return head if sep and head in ERROR_KINDS else "inference"

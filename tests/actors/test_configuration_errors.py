@@ -14,7 +14,6 @@ import rtrun
 from rtrun.actors._dataset_layout import FeatureMismatchError, VideoOptionsMismatchError
 from rtrun.actors.policy_worker import PolicyWorkerActor
 from rtrun.actors.rtc_merger import PolicyContractError, PolicyPathError
-from rtrun.actors.rtc_messages import format_error
 
 from .test_rtc_merger import _merger, _reply, _request, virtual
 
@@ -37,7 +36,7 @@ async def test_policy_contract_violation_raises_a_configuration_error() -> None:
     with pytest.raises(BaseExceptionGroup) as info:
         async with h.running():
             req = await _request(h)
-            await h.send["replies"].send(_reply(req, error=format_error("action_dim", "7 != 6")))
+            await h.send["replies"].send(_reply(req, kind="action_dim", error="7 != 6"))
             await anyio.sleep(1.0)
     assert info.group_contains(rtrun.ConfigurationError, match="action_dim")
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from rtrun.actors.messages import InferenceReply, InferenceRequest
 from rtrun.actors.policy_worker import Mailboxes, PolicyWorkerActor, PolicyWorkerParams, load_policy_source
-from rtrun.actors.rtc_messages import error_kind
 from rtrun.models.testing_policies import SO101_ACTION_NAMES, ScriptedPolicy, SleepPolicy
 
 from ..conftest import VIRTUAL
@@ -123,7 +122,7 @@ async def test_observation_mismatch_is_an_error_reply_with_rename_hint() -> None
     async with h.running():
         bad = _req(obs={"observation.joints": np.zeros(6, np.float32)})
         reply = await _ask(h, bad)
-        assert error_kind(reply.error) == "observation_mismatch"
+        assert reply.error_kind == "observation_mismatch"
         assert (
             "observation.state" in reply.error and '"observation.joints" = "observation.state"' in reply.error
         )
@@ -140,9 +139,9 @@ async def test_bad_prefix_and_busy_exclusive() -> None:
     h = _worker()
     async with h.running():
         reply = await _ask(h, _req(prefix=np.zeros((2, 4), np.float32)))
-        assert error_kind(reply.error) == "bad_request" and "(k, 6)" in reply.error
+        assert reply.error_kind == "bad_request" and "(k, 6)" in reply.error
         reply = await _ask(h, _req(client="second"))
-        assert error_kind(reply.error) == "busy" and "exclusive" in reply.error
+        assert reply.error_kind == "busy" and "exclusive" in reply.error
 
 
 @virtual

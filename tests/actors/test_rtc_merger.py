@@ -20,7 +20,7 @@ from rtrun.actors.rtc_merger import (
     RTCMergerActor,
     RTCMergerParams,
 )
-from rtrun.actors.rtc_messages import MergeChunk, QueueStatus, format_error
+from rtrun.actors.rtc_messages import MergeChunk, QueueStatus
 
 from ..conftest import VIRTUAL
 from .test_action_queue import Harness
@@ -133,7 +133,12 @@ def _status(
 
 
 def _reply(
-    req: InferenceRequest, *, error: str = "", client: str | None = None, seq: int | None = None
+    req: InferenceRequest,
+    *,
+    error: str = "",
+    kind: str = "",
+    client: str | None = None,
+    seq: int | None = None,
 ) -> InferenceReply:
     rows = (
         np.zeros((0, 0), np.float32)
@@ -145,6 +150,7 @@ def _reply(
         client=req.client if client is None else client, epoch=req.epoch,
         seq=req.seq if seq is None else seq, episode=req.episode, chunk=rows, chunk_robot=rows,
         action_names=ACTIONS, t_request=req.t_sent, queue_wait_s=0.0, inference_s=0.1, error=error,
+        error_kind=kind,
     )  # fmt: skip
 
 
@@ -192,7 +198,7 @@ async def test_transient_error_reply_retries_with_new_epoch() -> None:
     h.last_episode, h.last_seq = 0, -1  # type: ignore[attr-defined]
     async with h.running():
         req = await _request(h)
-        await h.send["replies"].send(_reply(req, error=format_error("inference", "boom")))
+        await h.send["replies"].send(_reply(req, kind="inference", error="boom"))
         await anyio.sleep(0.01)
         req2 = await _request(h)
         assert req2.epoch == req.epoch + 1 and req2.seq == req.seq + 1
@@ -209,9 +215,7 @@ async def test_contract_violation_is_dead_before_the_robot_moves() -> None:
     with pytest.raises(BaseExceptionGroup) as info:
         async with h.running():
             req = await _request(h)
-            await h.send["replies"].send(
-                _reply(req, error=format_error("observation_mismatch", "missing images"))
-            )
+            await h.send["replies"].send(_reply(req, kind="observation_mismatch", error="missing images"))
             await anyio.sleep(1.0)
     assert info.group_contains(PolicyPathError, match="observation_mismatch: missing images")
     assert h.drain("merge") == [] and h.ctx.status["link"] == "dead"
