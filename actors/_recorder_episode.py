@@ -84,7 +84,8 @@ def saved_line(summary: dict[str, Any]) -> tuple[int, str, tuple[Any, ...]]:
     squeezed = skipped > SQUEEZE_WARN_FRACTION * (summary["frames"] + skipped)
     return (
         logging.WARNING if squeezed else logging.INFO,
-        "episode %d saved: %d rows, %d dropped, %d ticks skipped (stale: %s), slow streams: %s (%.2f s to save)",
+        "episode %d saved: %d rows, %d dropped, %d ticks skipped (stale: %s), "
+        "slow streams: %s (%.2f s to save)",
         (
             summary["index"],
             summary["frames"],

@@ -6,8 +6,9 @@ Theory of operation
 ``("row", row, images, task)``, ``("start", task)``, ``("save", dropped, info)``,
 ``("discard", dropped, info)``, ``("close", save, dropped, info)`` -- for one dedicated thread
 that applies them in order (``info``: the loop side's episode report, merged into the summary;
-its ``marks`` become ``rtrun/<name>`` columns of the saved episode's metadata row). The queue is bounded by counting, not by blocking: the event loop counts what it
-submitted, the thread counts what it consumed (each counter has one writer, so no lock), and
+its ``marks`` become ``rtrun/<name>`` columns of the saved episode's metadata row). The queue is
+bounded by counting, not by blocking: the event loop counts what it submitted, the thread
+counts what it consumed (each counter has one writer, so no lock), and
 :meth:`WriterThread.submit_row` refuses a row when ``capacity`` rows are pending -- the caller
 drops and counts it. Episode commands are bounded the same way (:data:`CONTROL_BACKLOG`).
 

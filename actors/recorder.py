@@ -53,8 +53,9 @@ idle), ``reset`` (discard the current episode, if any: re-record). ``episode >= 
 while idle, ``start`` while recording) are rejected: logged and counted (``control_rejected``),
 never fatal. ``save`` waits ``settle_s`` so late samples still reach the last ticks, then queues
 the episode for the writer; "episode N saved" is logged (and ``episodes``, ``last_episode``,
-``pending_saves`` change) only once the writer thread has **committed** it, never before. With ``auto_episode_s > 0`` episodes start at startup and are saved
-every ``auto_episode_s`` seconds, ``auto_reset_s`` apart, up to ``max_episodes``.
+``pending_saves`` change) only once the writer thread has **committed** it, never before. With
+``auto_episode_s > 0`` episodes start at startup and are saved every ``auto_episode_s`` seconds,
+``auto_reset_s`` apart, up to ``max_episodes``.
 
 *Crash safety.* The writer publishes each episode through a redo journal
 (``_dataset_commit.py``): after a SIGKILL every saved episode loads; on the next start
@@ -556,7 +557,7 @@ class RecorderActor(Actor):
         if ep is not None:
             what = "saving" if keep else "discarding"
             ctx.log.info("stopping: %s episode %d (%d rows)", what, ep.index, ep.rows)
-            self._pending_saves += keep
+            self._pending_saves += 1 if keep else 0
         if not await anyio.to_thread.run_sync(worker.join, SHUTDOWN_BUDGET_S, abandon_on_cancel=True):
             ctx.log.error("writer thread did not finish within %s s", SHUTDOWN_BUDGET_S)
         self._log_ended(ctx)
