@@ -46,7 +46,7 @@ from ._graph import load_graph
 from ._launch import CompiledGraph, Graph, GraphStatus, compile_source
 from ._logs import LOG_FORMATS, setup_logging
 from ._params import parse_override
-from ._validate import missing_requirements
+from ._validate import missing_requirements, process_realtime, realtime_problems
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -205,6 +205,11 @@ def _check(path: str, overrides: list[tuple[str, str, Any]]) -> int:
     )
     for problem in missing_requirements(compiled):  # a warning: the host may be another machine
         print(f"warning: {problem}", file=sys.stderr)
+    errors, warnings = realtime_problems(compiled)
+    for problem in errors:  # `rtrun run` refuses these, on the machine the host runs on
+        print(f"warning: {problem} (fine if that host runs on another machine)", file=sys.stderr)
+    for problem in warnings:
+        print(f"warning: {problem}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -283,6 +288,14 @@ def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int
     if missing:
         print(GraphError(missing), file=sys.stderr)
         return EXIT_INVALID
+    errors, warnings = realtime_problems(compiled, None if args.isolate else args.host)
+    if errors:  # every host run from here runs on this machine
+        print(GraphError(errors), file=sys.stderr)
+        return EXIT_INVALID
+    for problem in warnings:
+        log.warning("%s", problem)
+    if not args.isolate:  # --isolate: each host process applies its own
+        _apply_realtime(compiled, args.host)
     backend, options = _backend(args.loop)
     state = _RunState()
     if args.isolate:
@@ -295,6 +308,24 @@ def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int
     how = "forced" if state.forced else "start-up aborted" if state.aborted else "clean"
     print(_summary(status, how), file=sys.stderr)
     return EXIT_FORCED if state.forced else EXIT_OK
+
+
+def _apply_realtime(compiled: CompiledGraph, hosts: Sequence[str] | None) -> None:
+    """Apply the realtime table of this process's hosts to this (the event-loop) thread; say
+    once what took effect, or warn once with the fix (:mod:`rtrun._realtime`)."""
+    from ._realtime import apply
+
+    names = set(hosts) if hosts else {a.host for a in compiled.actors.values()}
+    settings, where = process_realtime(compiled.spec, names)
+    if len(names) > 1 and any(compiled.spec.hosts[h].realtime for h in names if h in compiled.spec.hosts):
+        log.info("realtime: %d hosts in one process use [realtime] only; per-host tables apply "
+                 "with --host or --isolate", len(names))  # fmt: skip
+    report = apply(settings)
+    warning = report.warning()
+    if warning is not None:
+        log.warning("%s: %s", where, warning)
+    elif settings.requested:
+        log.info("realtime %s: %s", where, report.summary())
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -341,6 +372,7 @@ async def _run_async(compiled: Any, args: argparse.Namespace, state: _RunState) 
             with anyio.CancelScope() as state.startup:
                 async with graph._running():
                     state.started = True
+                    _sweep_threads()
                     log.info("graph %r running (%d actors)", graph.name, len(graph.status().actors))
                     await _until_stopped(graph, stop, args.duration)
                     log.info("stopping graph %r", graph.name)
@@ -350,6 +382,15 @@ async def _run_async(compiled: Any, args: argparse.Namespace, state: _RunState) 
             return graph.status()
         finally:
             tg.cancel_scope.cancel()
+
+
+def _sweep_threads() -> None:
+    """Give the threads started during start-up (native ones included) the worker CPUs."""
+    from ._realtime import sweep_threads
+
+    moved = sweep_threads()
+    if moved:
+        log.debug("realtime: %d threads moved to the worker CPUs", moved)
 
 
 async def _until_stopped(graph: Graph, stop: anyio.Event, duration: float | None) -> None:

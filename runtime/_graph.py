@@ -5,7 +5,8 @@ A graph file has these tables (the README has the complete key reference)::
     [graph]            name, root supervisor flags (strategy, intensity, period_s, backoff),
                        defaults for inputs and actors
     [zenoh]            transport settings shared by every host
-    [hosts.<name>]     one rtrun process each (placement unit) and its Zenoh settings
+    [realtime]         real-time scheduling shared by every host (:mod:`rtrun._realtime`)
+    [hosts.<name>]     one rtrun process each (placement unit), its Zenoh and realtime settings
     [[supervisor]]     nested supervisors: id, parent, strategy, intensity, period_s, backoff,
                        restart, shutdown_timeout_s
     [[actor]]          id, kind, params, host, restart, shutdown_timeout_s, start_timeout_s,
@@ -152,6 +153,8 @@ class HostSpec:
     """Host name used by actors' ``host`` key and ``rtrun run --host``."""
     zenoh: Mapping[str, Any] = field(default_factory=dict)
     """Zenoh settings for this host's process, merged over the graph's ``[zenoh]`` table."""
+    realtime: Mapping[str, Any] = field(default_factory=dict)
+    """Real-time scheduling of this host's process, merged over the graph's ``[realtime]`` table."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +173,8 @@ class GraphSpec:
     """Declared hosts (empty: one implicit ``local`` host)."""
     zenoh: Mapping[str, Any] = field(default_factory=dict)
     """Graph-wide Zenoh settings."""
+    realtime: Mapping[str, Any] = field(default_factory=dict)
+    """Graph-wide real-time scheduling defaults (raw ``[realtime]`` table)."""
     file: str = "<spec>"
     """Where the spec came from (for error messages)."""
     base_dir: str | None = None
@@ -186,6 +191,11 @@ class GraphSpec:
         """The raw Zenoh settings of ``host``: ``[zenoh]`` overridden key by key by ``[hosts.<host>].zenoh``."""
         spec = self.hosts.get(host)
         return {**self.zenoh, **(spec.zenoh if spec else {})}
+
+    def realtime_settings(self, host: str) -> dict[str, Any]:
+        """The raw realtime table of ``host``: ``[realtime]`` overridden key by key by ``[hosts.<host>.realtime]``."""
+        spec = self.hosts.get(host)
+        return {**self.realtime, **(spec.realtime if spec else {})}
 
     def host_of(self, actor: ActorSpec) -> str:
         """The host an actor runs on."""
@@ -222,8 +232,8 @@ SUPERVISOR_KEYS = {
     "shutdown_timeout_s",
 }
 BACKOFF_KEYS = {"initial_s", "max_s", "multiplier", "jitter"}
-TOP_KEYS = {"graph", "zenoh", "hosts", "supervisor", "actor"}
-HOST_KEYS = {"zenoh"}
+TOP_KEYS = {"graph", "zenoh", "realtime", "hosts", "supervisor", "actor"}
+HOST_KEYS = {"zenoh", "realtime"}
 
 
 class _Reader:
@@ -400,7 +410,11 @@ def parse_graph(
     for name, table in hosts_raw.items():
         if isinstance(table, Mapping):
             r.keys(table, HOST_KEYS, f"[hosts.{name}]")
-            hosts[name] = HostSpec(name=name, zenoh=dict(r.table(table, "zenoh", f"[hosts.{name}]")))
+            hosts[name] = HostSpec(
+                name=name,
+                zenoh=dict(r.table(table, "zenoh", f"[hosts.{name}]")),
+                realtime=dict(r.table(table, "realtime", f"[hosts.{name}]")),
+            )
         else:
             r.problem(f"[hosts.{name}]", "a host must be a table, e.g. [hosts.robot] zenoh = { ... }")
     spec = GraphSpec(
@@ -413,6 +427,7 @@ def parse_graph(
         ),
         hosts=hosts,
         zenoh=dict(r.table(doc, "zenoh", "[zenoh]")),
+        realtime=dict(r.table(doc, "realtime", "[realtime]")),
         file=file,
         lines=lines,
         problems=tuple(r.problems),

@@ -61,6 +61,7 @@ from ._errors import RtrunError
 from ._graph import GraphSpec, InputSpec, SupervisorSpec, load_graph
 from ._placement import Transport
 from ._ports import OutputPort, OutputStatistics
+from ._realtime import RealtimeReport, current_report
 from ._supervisor import ChildSpec, ChildStatus, Supervisor, SupervisorEvent, SupervisorFlags
 from ._validate import CompiledActor, CompiledGraph, compile_graph
 
@@ -114,6 +115,9 @@ class GraphStatus:
     """Supervision tree."""
     events: tuple[SupervisorEvent, ...]
     """Recent supervision events, oldest first."""
+    realtime: RealtimeReport | None = None
+    """Scheduling that took effect in this process (``rtrun run`` applies the graph's realtime
+    table); None when rtrun applied none (a graph embedded with ``open_graph``)."""
 
     @property
     def restarts(self) -> int:
@@ -420,6 +424,7 @@ class Graph:
             actors=actors,
             tree=tree,
             events=tuple(self._events),
+            realtime=current_report(),
         )
 
     def _actor_status(self, actor: CompiledActor, node: ChildStatus | None) -> ActorStatus:

@@ -16,7 +16,11 @@ prints *all* problems at once. Rules:
   the output's message type is accepted by the input; capacity/policy are valid; QoS values are
   known and congestion is never ``block``; required inputs are connected;
 * a cycle whose every edge uses the ``block`` policy is rejected (it can deadlock: each actor
-  waits for room the next one can only make by sending); one ``latest``/``drop_*`` edge breaks it.
+  waits for room the next one can only make by sending); one ``latest``/``drop_*`` edge breaks it;
+* realtime tables (``[realtime]``, ``[hosts.<name>.realtime]``): known keys, policy names,
+  priorities in 1..99 with ``fifo``/``rr``, CPU lists. What depends on the machine (CPUs that
+  exist, a loop sharing its CPU with the workers) is checked by :func:`realtime_problems`, apart:
+  a graph is often checked on another machine than the one a host runs on.
 """
 
 from __future__ import annotations
@@ -33,10 +37,19 @@ from ._errors import ChannelError, GraphError, GraphProblem
 from ._graph import DEFAULT_HOST, ROOT, ActorSpec, GraphSpec, InputSpec, SupervisorSpec
 from ._kinds import KindError, resolve_kind
 from ._params import build_params, describe_type, resolve_path_params
+from ._realtime import RealtimeSettings, machine_problems, parse_realtime, settings_from
 from ._suggest import did_you_mean
 from ._toml_lines import line_of
 
-__all__ = ["CompiledActor", "CompiledGraph", "Edge", "compile_graph", "missing_requirements"]
+__all__ = [
+    "CompiledActor",
+    "CompiledGraph",
+    "Edge",
+    "compile_graph",
+    "missing_requirements",
+    "process_realtime",
+    "realtime_problems",
+]
 
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 RESTART_TYPES: Final = ("permanent", "transient", "temporary")
@@ -144,6 +157,7 @@ def compile_graph(
     edges = _check_inputs(check, actors)
     _check_block_cycles(check, edges)
     _check_hosts(check)
+    _check_realtime(check)
     if check.problems:
         raise GraphError(check.problems)
     return CompiledGraph(spec=spec, actors=actors, edges=tuple(edges))
@@ -385,3 +399,72 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package is missing, or a broken install
         return False
+
+
+def _realtime_where(spec: GraphSpec, host: str | None) -> str:
+    """Where a realtime problem is reported: the host's table (as written) or ``[realtime]``."""
+    if host is None or host not in spec.hosts or not spec.hosts[host].realtime:
+        return "[realtime]"
+    header = f"[hosts.{host}.realtime]"
+    return header if header in spec.lines else f"[hosts.{host}] / realtime"
+
+
+def _check_realtime(check: _Check) -> None:
+    spec = check.spec
+    graph_wide, problems = parse_realtime(spec.realtime)
+    for _key, rule in problems:
+        check.add("[realtime]", rule)
+    seen: set[tuple[str, str]] = set()
+    for host in spec.hosts or {DEFAULT_HOST: None}:
+        where = _realtime_where(spec, host)
+        own: dict[str, Any] = {}
+        if where != "[realtime]":
+            own, problems = parse_realtime(spec.hosts[host].realtime)
+            for _key, rule in problems:
+                check.add(where, rule)
+        for _key, rule in settings_from({**graph_wide, **own})[1]:
+            if (where, rule) not in seen:
+                seen.add((where, rule))
+                check.add(where, rule)
+
+
+def host_realtime(spec: GraphSpec, host: str) -> RealtimeSettings:
+    """The realtime settings of ``host`` in a validated graph."""
+    return settings_from(parse_realtime(spec.realtime_settings(host))[0])[0]
+
+
+def process_realtime(spec: GraphSpec, hosts: Collection[str]) -> tuple[RealtimeSettings, str]:
+    """The settings a process running ``hosts`` applies, and where they come from.
+
+    One host: its own table over ``[realtime]``. Several hosts in one process: ``[realtime]``
+    only, since a process has one event-loop thread (run each host with ``--host`` or
+    ``--isolate`` for per-host settings).
+    """
+    if len(hosts) == 1:
+        (host,) = hosts
+        return host_realtime(spec, host), _realtime_where(spec, host)
+    return settings_from(parse_realtime(spec.realtime)[0])[0], "[realtime]"
+
+
+def realtime_problems(
+    compiled: CompiledGraph, hosts: Collection[str] | None = None
+) -> tuple[list[GraphProblem], list[GraphProblem]]:
+    """``(errors, warnings)`` of the realtime settings of ``hosts`` (default: every host) on this
+    machine: CPUs it does not have; a loop sharing its CPU with the worker threads."""
+    spec = compiled.spec
+    names = sorted(
+        hosts if hosts is not None else {a.host for a in compiled.actors.values()} | set(spec.hosts)
+    )
+    errors: list[GraphProblem] = []
+    warnings: list[GraphProblem] = []
+    seen: set[tuple[str, str]] = set()
+    for host in names:
+        where = _realtime_where(spec, host)
+        found = machine_problems(host_realtime(spec, host))
+        for rules, out in zip(found, (errors, warnings), strict=True):
+            for rule in rules:
+                if (where, rule) not in seen:
+                    seen.add((where, rule))
+                    line = line_of(spec.lines, where, rule)
+                    out.append(GraphProblem(file=spec.file, where=where, rule=rule, line=line))
+    return errors, warnings
