@@ -50,17 +50,16 @@ Design decisions (the brief is silent)
   dropped) instead of waiting for ``request_timeout_s`` as LeRobot's client does: a worker that
   answered with an error will not answer again.
 * Cameras: the ``frames`` inputs (``frames``, ``frames_2`` … ``frames_4``) are slots; the camera
-  name comes from ``Frame.camera``. The kernel cannot tell an unconnected input from a connected
-  one (``ActorContext.has_input`` is True for both), so the ``cameras`` parameter lists the
-  camera ids whose fresh frames every request needs; frames of other cameras are sent when
-  fresh. Without it, a request could leave before the first frame and the worker would refuse
-  the observation (a contract violation: DEAD).
+  name comes from ``Frame.camera``. Every *connected* slot (``ActorContext.has_input``) must
+  have delivered a fresh frame before a request leaves: otherwise a request could leave before
+  the first frame and the worker would refuse the observation (a contract violation: DEAD).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Final
 
 import anyio
@@ -128,10 +127,11 @@ class ObservationBuilder:
     """Joints (``JointState.names``) put in ``observation.state``, in this order; empty: all."""
     max_age_s: float = 0.5
     """Inputs older than this are not sent (a frozen camera must not drive the arm)."""
-    cameras: tuple[str, ...] = ()
-    """Camera ids (``Frame.camera``) that must have delivered a fresh frame."""
+    slots: tuple[str, ...] = ()
+    """Frame inputs that must have delivered a fresh frame (the connected ones)."""
     state: JointState | None = None
     frames: dict[str, Frame] = field(default_factory=dict)
+    """Newest frame per frame input."""
     frame_times: dict[str, float] = field(default_factory=dict)
     state_time: float = -math.inf
 
@@ -139,10 +139,10 @@ class ObservationBuilder:
         """Remember the newest joint state (received at ``now``)."""
         self.state, self.state_time = msg, now
 
-    def on_frame(self, msg: Frame, now: float) -> None:
-        """Remember the newest frame of its camera."""
-        self.frames[msg.camera] = msg
-        self.frame_times[msg.camera] = now
+    def on_frame(self, slot: str, msg: Frame, now: float) -> None:
+        """Remember the newest frame of frame input ``slot``."""
+        self.frames[slot] = msg
+        self.frame_times[slot] = now
 
     def missing(self, now: float) -> str | None:
         """Why no observation can be sent now (``None`` when one can)."""
@@ -150,9 +150,9 @@ class ObservationBuilder:
             return "no_state"
         if now - self.state_time > self.max_age_s:
             return "stale_state"
-        if any(c not in self.frames for c in self.cameras):
+        if any(s not in self.frames for s in self.slots):
             return "no_frames"
-        if any(now - self.frame_times[c] > self.max_age_s for c in self.cameras):
+        if any(now - self.frame_times[s] > self.max_age_s for s in self.slots):
             return "stale_frames"
         return None
 
@@ -171,9 +171,9 @@ class ObservationBuilder:
         state = readonly(position)
         assert state is not None
         obs: dict[str, np.ndarray] = {"observation.state": state}
-        for camera, frame in sorted(self.frames.items()):
-            if camera in self.cameras or now - self.frame_times[camera] <= self.max_age_s:
-                obs[f"observation.images.{camera}"] = frame.image
+        for slot, frame in sorted(self.frames.items()):
+            if now - self.frame_times[slot] <= self.max_age_s:
+                obs[f"observation.images.{frame.camera}"] = frame.image
         return obs
 
 
@@ -204,8 +204,6 @@ class RTCMergerParams:
     """Language instruction sent with every request (``EpisodeControl`` set_task/start change it)."""
     state_names: tuple[str, ...] = ()
     """Joints in ``observation.state`` and their order; empty: the joint state's order."""
-    cameras: tuple[str, ...] = ()
-    """Camera ids whose fresh frame every request needs (``observation.images.<id>``)."""
     max_observation_age_s: float = 0.5
     """Never send a state or frame older than this (seconds on the runtime clock)."""
     reconnect_after_s: float = 10.0
@@ -280,8 +278,9 @@ class RTCMergerActor(rtrun.Actor):
         self.task = p.task
         self.planner = RequestPlanner(p.planner_config())
         self.failsafe = FailSafe(p.failsafe_config())
+        slots = tuple(name for name in FRAME_INPUTS if ctx.has_input(name))
         self.obs = ObservationBuilder(
-            state_names=p.state_names, max_age_s=p.max_observation_age_s, cameras=p.cameras
+            state_names=p.state_names, max_age_s=p.max_observation_age_s, slots=slots
         )
         self.coverage = ActionCoverage()
         self.limiter = RateLimiter(p.log_interval_s)
@@ -295,7 +294,7 @@ class RTCMergerActor(rtrun.Actor):
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._pump, "state", self._on_state)
             for name in FRAME_INPUTS:
-                tg.start_soon(self._pump, name, self._on_frame)
+                tg.start_soon(self._pump, name, partial(self._on_frame, name))
             tg.start_soon(self._pump, "episode", self._on_episode)
             tg.start_soon(self._pump_replies, WatchedInput(replies, "replies"))
             task_status.started()
@@ -314,8 +313,8 @@ class RTCMergerActor(rtrun.Actor):
     def _on_state(self, msg: JointState) -> None:
         self.obs.on_state(msg, anyio.current_time())
 
-    def _on_frame(self, msg: Frame) -> None:
-        self.obs.on_frame(msg, anyio.current_time())
+    def _on_frame(self, slot: str, msg: Frame) -> None:
+        self.obs.on_frame(slot, msg, anyio.current_time())
 
     def _on_episode(self, msg: EpisodeControl) -> None:
         if msg.command in ("set_task", "start") and msg.task:

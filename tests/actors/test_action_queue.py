@@ -22,7 +22,10 @@ NAMES = ("a.pos", "b.pos", "gripper.pos")
 
 
 class Harness:
-    """One actor on hand-made channels: ``send[input]`` feeds it, ``out[output]`` collects."""
+    """One actor on hand-made channels: ``send[input]`` feeds it, ``out[output]`` collects.
+
+    Only the ``feed`` inputs are connected (``ctx.has_input``); the others end at once.
+    """
 
     def __init__(
         self, cls: type[rtrun.Actor], params: Any, *, feed: tuple[str, ...], actor_id: str = "x"
@@ -42,7 +45,7 @@ class Harness:
             outputs[name] = rtrun.OutputPort(name, [tx])
             self.out[name] = rx
         self.ctx: rtrun.ActorContext[Any] = rtrun.ActorContext(
-            id=actor_id, params=params, inputs=inputs, outputs=outputs
+            id=actor_id, params=params, inputs=inputs, outputs=outputs, connected=frozenset(feed)
         )
         self.cls = cls
         self.collected: dict[str, list[Any]] = {}

@@ -171,7 +171,7 @@ def _policy_graph(checkpoint: Path) -> rtrun.GraphSpec:
                             inputs={"command": edge(name="command", source="queue/action", capacity=8, policy="drop_oldest")}),
             rtrun.ActorSpec(id="queue", kind="action_queue", params={"gripper_range": None, "near_zero_steps": 0},
                             inputs={"merge": edge(name="merge", source="merger/merge", capacity=4, policy="block")}),
-            rtrun.ActorSpec(id="merger", kind="rtc_merger", params={"cameras": ("front",)},
+            rtrun.ActorSpec(id="merger", kind="rtc_merger", params={},
                             inputs={"state": edge(name="state", source="arm/state"),
                                     "frames": edge(name="frames", source="front/frames"),
                                     "queue": edge(name="queue", source="queue/status"),

@@ -100,12 +100,13 @@ def _frame(camera: str) -> Frame:
 
 
 def test_observation_builder() -> None:
-    b = ObservationBuilder(state_names=("c", "a"), max_age_s=0.5, cameras=("front",))
+    b = ObservationBuilder(state_names=("c", "a"), max_age_s=0.5, slots=("frames", "frames_2"))
     assert b.missing(0.0) == "no_state"
     b.on_state(_state(0.0), 0.0)
     assert b.missing(0.1) == "no_frames"
-    b.on_frame(_frame("front"), 0.1)
-    b.on_frame(_frame("side"), 0.1)
+    b.on_frame("frames", _frame("front"), 0.1)
+    assert b.missing(0.1) == "no_frames"  # every connected frame input must have delivered
+    b.on_frame("frames_2", _frame("side"), 0.1)
     assert b.missing(0.2) is None
     obs = b.build(0.2)
     assert obs["observation.state"].tolist() == [3.0, 1.0]
@@ -190,6 +191,26 @@ async def test_request_reply_merge_with_trim() -> None:
         await anyio.sleep(0.3)
     status = h.ctx.status
     assert status["counts"]["other_client"] == 1 and status["link"] == "streaming"
+
+
+@virtual
+async def test_a_connected_camera_must_deliver_before_the_first_request() -> None:
+    """Connected frame inputs (``has_input``) gate requests; no ``cameras`` list to keep in sync."""
+    feed = ("state", "queue", "replies", "frames_2")
+    h = Harness(RTCMergerActor, RTCMergerParams(), feed=feed, actor_id="m")
+    async with h.running():
+        await h.send["state"].send(_state(anyio.current_time()))
+        await anyio.sleep(0.001)
+        await h.send["queue"].send(_status())
+        await anyio.sleep(0.5)
+        assert h.drain("requests") == []  # no frame yet: no request
+        await h.send["frames_2"].send(_frame("wrist"))
+        await h.send["state"].send(_state(anyio.current_time()))
+        await anyio.sleep(0.001)
+        await h.send["queue"].send(_status())
+        with anyio.fail_after(1.0):
+            req: InferenceRequest = await h.out["requests"].receive()
+    assert set(req.observation) == {"observation.state", "observation.images.wrist"}
 
 
 @virtual
