@@ -197,6 +197,7 @@ class Graph:
             if edge.source_actor in self._local and edge.target_actor in self._local:
                 sender = self._input_senders[f"{edge.target_actor}/{edge.input.name}"].clone()
                 target = self._contexts[edge.target_actor].input(edge.input.name)
+                assert isinstance(target, ReceivePort)  # a local edge: an in-process channel
                 output = self._contexts[edge.source_actor].output(edge.output)
                 output._add_branch(sender, partial(_new_sender, target))
         for edge in self._transport.outgoing:
@@ -241,8 +242,8 @@ class Graph:
                 self._members[(spec.id, sub.id)] = self._local_actors_under(sub.id)
                 nested = self._make_supervisor(sub)
                 children.append(
-                    nested.child_spec(restart=sub.restart, shutdown_timeout=sub.shutdown_timeout_s)
-                )  # type: ignore[arg-type]
+                    nested.child_spec(restart=sub.restart, shutdown_timeout=sub.shutdown_timeout_s)  # type: ignore[arg-type]
+                )
         flags = SupervisorFlags(
             strategy=spec.strategy,  # type: ignore[arg-type]
             intensity=spec.intensity,

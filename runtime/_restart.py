@@ -1,8 +1,10 @@
 """Pure restart accounting for supervisors: OTP's intensity window and exponential backoff.
 
-``RestartWindow`` is OTP ``supervisor.erl::add_restart`` verbatim: every restart is stamped
-with the runtime clock; restarts older than ``period`` are forgotten; when the number of
-restarts within the period would exceed ``intensity`` the supervisor gives up (escalates).
+:func:`add_restart` is OTP ``supervisor.erl::add_restart`` verbatim: every restart is stamped
+with the runtime clock; restarts older than ``period`` are forgotten (OTP keeps ``R >= Now -
+Period``: the boundary is inclusive); when the number of restarts within the period would exceed
+``intensity`` the supervisor gives up (escalates). :class:`RestartWindow` keeps one supervisor's
+window; the decision itself is :func:`rtrun._restart_plan.plan_exit`.
 So ``intensity=3, period=5`` allows three restarts within any 5 s, and the fourth escalates.
 ``intensity=0`` means "never restart: escalate on the first failure".
 
@@ -13,35 +15,40 @@ virtual and real time.
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ["Backoff", "RestartWindow"]
+__all__ = ["Backoff", "RestartWindow", "add_restart"]
+
+
+def add_restart(times: tuple[float, ...], now: float, period: float) -> tuple[float, ...]:
+    """The restart window after a restart at ``now``: the ``times`` (oldest first) still within
+    ``period`` of ``now``, then ``now`` (OTP ``add_restart/3``). Pure."""
+    threshold = now - period
+    return (*(t for t in times if t >= threshold), now)
 
 
 @dataclass(slots=True)
 class RestartWindow:
-    """Sliding window of restart times (OTP restart intensity)."""
+    """Sliding window of restart times (OTP restart intensity) of one supervisor run."""
 
     intensity: int
     """Maximum restarts allowed within ``period``."""
     period: float
     """Window length in seconds."""
-    _times: deque[float] = field(default_factory=deque, init=False)
+    times: tuple[float, ...] = field(default=(), init=False)
+    """Times of the restarts in the window, oldest first."""
 
     def add(self, now: float) -> bool:
         """Record a restart at ``now``; return False when it exceeds the intensity (escalate)."""
-        self._times.append(now)
-        while self._times and now - self._times[0] > self.period:
-            self._times.popleft()
-        return len(self._times) <= self.intensity
+        self.times = add_restart(self.times, now, self.period)
+        return len(self.times) <= self.intensity
 
     def __len__(self) -> int:
-        return len(self._times)
+        return len(self.times)
 
     def reset(self) -> None:
         """Forget every recorded restart (a restarted supervisor starts afresh)."""
-        self._times.clear()
+        self.times = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

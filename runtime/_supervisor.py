@@ -20,29 +20,10 @@ restarts it first (OTP ``try_again_restart``). A supervisor cancelled while a ch
 during start-up) starts no further child: the starting one is stopped like the started ones.
 
 When a running child exits, its task records the outcome in the child's single ``pending`` slot
-(bounded by construction: one slot per child) and wakes the supervisor task, which decides:
-
-* restart type (OTP ``do_restart``): ``permanent`` always restarts, whatever the exit reason;
-  ``transient`` only after an abnormal exit, i.e. an exception -- but not the escalation of a
-  nested supervisor, which is OTP's exit reason ``shutdown``; ``temporary`` never (and is
-  removed, as OTP deletes temporary children);
-* strategy: ``one_for_one`` restarts the child; ``one_for_all`` stops every other child in
-  reverse order and restarts all in order; ``rest_for_one`` does that for the children started
-  after the failed one;
-* intensity: each restart decision is stamped in a :class:`RestartWindow`; more than
-  ``intensity`` restarts within ``period`` seconds stops every child and raises
-  :class:`EscalationError` to the parent (a nested supervisor is then handled by its own
-  parent's strategy; the root's escalation stops the graph);
-* optional exponential backoff with jitter before the restart.
-
-Group restarts follow ``supervisor.erl::restart_multiple_children``: a group member that already
-ended (it exited while the group was being stopped, or in the same tick as the cause) is stopped
-by consuming its pending exit (OTP ``shutdown/1`` -> ``unlink_flush``): reported (``exited``),
-it decides nothing and counts no restart. A ``transient`` child that ended normally stays in the
-child list, stopped (OTP: pid ``undefined``), and a later group restart including it starts it
-again; a ``temporary`` one is never brought back (removed when it ends, or when its group
-restarts while it runs: OTP ``terminate_children``). A nested supervisor restarted by its parent
-starts all its children afresh, ``temporary`` ones included (OTP calls ``init/1`` again).
+(bounded by construction: one slot per child) and wakes the supervisor task, which asks the pure
+:func:`rtrun._restart_plan.plan_exit` what to do (restart types, groups, intensity: the rules are
+there) and carries the plan out, with optional backoff before a restart. A group member that
+already ended is stopped by consuming its pending exit (OTP ``unlink_flush``): it decides nothing.
 
 Pending exits are handled one at a time in the order they happened (OTP's mailbox order); exits
 of the same instant (virtual time stands still within a tick) in start order, so runs are
@@ -51,10 +32,9 @@ that was since stopped or replaced is ignored. When no child is left running or 
 ``run`` returns normally (OTP ``auto_shutdown`` with every child significant).
 
 A child that raises :class:`ConfigurationError` (at start or later, whatever its restart type)
-failed deterministically: no restart can help, so none is attempted and none is counted. The
-supervisor reports it (``gave_up``), stops every child in reverse order and raises the error to
-its parent, which does the same: the error stops the whole graph. (OTP has no such reason; it
-would burn the intensity on identical crashes and escalate with a less useful message.)
+is not restarted: the supervisor reports it (``gave_up``), stops every child and raises the
+error to its parent, which does the same: the error stops the whole graph. A nested supervisor
+restarted by its parent starts all its children afresh, ``temporary`` ones too (OTP ``init/1``).
 
 Every decision is a structured :class:`SupervisorEvent` (kept in a bounded ring, passed to
 ``on_event`` and logged): ``started``, ``exited``, ``restarting``, ``start_failed``, ``killed``,
@@ -70,15 +50,27 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, final
+from typing import Final, final
 
 import anyio
 from anyio import CancelScope, Event
 from anyio.abc import TaskGroup, TaskStatus
 
 from ._actor import ActorState, Lifecycle
-from ._errors import ConfigurationError, EscalationError, InternalError
+from ._errors import ConfigurationError, EscalationError
 from ._restart import Backoff, BackoffDelays, RestartWindow
+from ._restart_plan import (
+    ChildState,
+    ChildView,
+    Escalate,
+    ExitKind,
+    GiveUp,
+    Restart,
+    RestartType,
+    Strategy,
+    Terminate,
+    plan_exit,
+)
 from ._supervisor_reports import FailureLog, SupervisorEvent, describe, format_tb, leaf
 
 __all__ = [
@@ -90,11 +82,6 @@ __all__ = [
     "SupervisorEvent",
     "SupervisorFlags",
 ]
-
-RestartType = Literal["permanent", "transient", "temporary"]
-"""OTP child restart types."""
-Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
-"""OTP restart strategies."""
 
 EVENT_HISTORY: Final = 1000
 """Supervisor events kept for telemetry (a bounded ring; older events are forgotten)."""
@@ -162,14 +149,10 @@ class ChildStatus:
 @dataclass(slots=True)
 class _Outcome:
     incarnation: int
-    kind: Literal["normal", "failure", "retry"]
+    kind: ExitKind
     reason: str
     exc: BaseException | None = None
     time: float = field(default_factory=anyio.current_time)
-
-    @property
-    def fatal(self) -> ConfigurationError | None:
-        return _fatal(self.exc)
 
 
 @dataclass(eq=False, slots=True)
@@ -413,7 +396,8 @@ class Supervisor:
                 if scope.cancel_called:
                     raise TimeoutError(child.last_exit or "cancelled before it was ready")
                 status.started()  # returned normally before signalling readiness
-            outcome = _Outcome(incarnation, "normal", "shutdown" if scope.cancel_called else "normal")
+            kind: ExitKind = "shutdown" if scope.cancel_called else "normal"
+            outcome = _Outcome(incarnation, kind, kind)
         except Exception as exc:
             if not status.ready:
                 signal.error = exc
@@ -441,50 +425,66 @@ class Supervisor:
         """The child whose pending exit happened first (OTP mailbox order); same instant: start
         order, retries of failed restarts last."""
         pending = [
-            (c.pending.time, c.pending.kind == "retry", i)
+            (c.pending.time, c.pending.kind == "try_again", i)
             for i, c in enumerate(self._children)
             if c.pending is not None
         ]
         return self._children[min(pending)[2]] if pending else None
 
     async def _handle_exit(self, child: _Child, outcome: _Outcome) -> None:
-        if outcome.kind == "retry":
-            await self._restart_for(child)
-            return
-        self._record_exit(child, outcome)
-        if outcome.fatal is not None:
-            await self._stop_and_raise(child, outcome.fatal)
-        if child.spec.restart == "temporary":
-            self._remove(child)
-            return
-        if child.spec.restart == "transient" and outcome.kind != "failure":
-            self._emit("terminated", child, outcome.reason)
-            return
-        await self._restart_for(child)
+        """Report the exit, ask :func:`plan_exit` what to do, and do it."""
+        if outcome.kind != "try_again":
+            self._record_exit(child, outcome)
+        flags = self.flags
+        plan = plan_exit(
+            self._views(child, outcome.kind),
+            child.spec.id,
+            outcome.kind,
+            strategy=flags.strategy,
+            intensity=flags.intensity,
+            period=flags.period,
+            restarts=self._window.times,
+            now=anyio.current_time(),
+        )
+        if isinstance(plan, GiveUp):
+            fatal = _fatal(outcome.exc)
+            assert fatal is not None, "a configuration_error outcome carries its error"
+            await self._stop_and_raise(child, fatal)
+        elif isinstance(plan, Terminate):
+            if plan.remove:
+                self._remove(child)
+            else:
+                self._emit("terminated", child, outcome.reason)
+        elif isinstance(plan, Escalate):
+            self._window.times = plan.restarts
+            await self._escalate(child)
+        elif isinstance(plan, Restart):
+            self._window.times = plan.restarts
+            await self._restart(plan)
+        # else Ignore: nothing to do
+
+    def _views(self, cause: _Child, kind: ExitKind) -> list[ChildView]:
+        """The children as :func:`plan_exit` sees them; the exiting one is still ``running`` (OTP
+        knows its pid until the exit is handled), or ``restarting`` when its retry is due."""
+        own: ChildState = "restarting" if kind == "try_again" else "running"
+        return [
+            ChildView(c.spec.id, c.spec.restart, own if c is cause else _state(c)) for c in self._children
+        ]
 
     def _record_exit(self, child: _Child, outcome: _Outcome) -> None:
         child.last_exit = outcome.reason
-        child.lifecycle.to(ActorState.FAILED if outcome.kind == "failure" else ActorState.STOPPED)
+        failed = outcome.kind in ("abnormal", "configuration_error")
+        child.lifecycle.to(ActorState.FAILED if failed else ActorState.STOPPED)
         self._emit("exited", child, outcome.reason, outcome.exc)
 
-    def _restart_group(self, child: _Child) -> list[_Child]:
-        strategy = self.flags.strategy
-        if strategy == "one_for_one":
-            return [child]
-        if strategy == "one_for_all":
-            return list(self._children)
-        if strategy == "rest_for_one":
-            return self._children[self._children.index(child) :]
-        raise InternalError(f"unknown strategy {strategy!r}")  # pragma: no cover - validated by Literal
-
-    async def _restart_for(self, cause: _Child) -> None:
-        """Apply the strategy for ``cause`` and restart; a child that fails to start is retried
-        after the exits already pending (OTP ``try_again_restart``: a message to itself)."""
-        if not self._window.add(anyio.current_time()):
-            await self._escalate(cause)
-        group = self._restart_group(cause)
-        await self._stop_children(reversed([c for c in group if c is not cause]))
-        group = [c for c in group if c is cause or self._keep_after_sibling_stop(c)]
+    async def _restart(self, plan: Restart) -> None:
+        """Carry out a restart plan; a child that fails to start is retried after the exits
+        already pending (OTP ``try_again_restart``: a message to itself)."""
+        by_id = {c.spec.id: c for c in self._children}
+        await self._stop_children(by_id[i] for i in plan.stop)
+        for dropped in plan.drop:
+            self._remove(by_id[dropped])
+        group = [by_id[i] for i in plan.start]
         await self._backoff(group)
         for child in group:
             child.restarts += 1
@@ -496,14 +496,8 @@ class Supervisor:
         except _StartFailed as failed:
             if (fatal := _fatal(failed.exc)) is not None:
                 await self._stop_and_raise(failed.child, fatal)
-            failed.child.pending = _Outcome(failed.child.incarnation, "retry", "try again")
+            failed.child.pending = _Outcome(failed.child.incarnation, "try_again", "try again")
             self._wakeup.set()
-
-    def _keep_after_sibling_stop(self, child: _Child) -> bool:
-        if child.spec.restart == "temporary":
-            self._remove(child)
-            return False
-        return True
 
     async def _backoff(self, group: list[_Child]) -> None:
         if self._delays is None:
@@ -553,7 +547,7 @@ class Supervisor:
         group restart, an escalation, the supervisor's shutdown).
         """
         outcome, child.pending = child.pending, None
-        if outcome is not None and outcome.kind != "retry" and outcome.incarnation == child.incarnation:
+        if outcome is not None and outcome.kind != "try_again" and outcome.incarnation == child.incarnation:
             self._record_exit(child, outcome)
         if child.lifecycle.state is not ActorState.STOPPED:
             child.lifecycle.to(ActorState.STOPPED)
@@ -586,8 +580,17 @@ def _exit_outcome(child: _Child, incarnation: int, exc: Exception) -> _Outcome:
     """How a ready child's exception counts: a nested supervisor giving up exits ``shutdown`` (OTP)."""
     nested = child.spec.supervisor
     if nested is not None and isinstance(exc, EscalationError) and exc.supervisor == nested.id:
-        return _Outcome(incarnation, "normal", "shutdown")
-    return _Outcome(incarnation, "failure", describe(exc), exc)
+        return _Outcome(incarnation, "shutdown", "shutdown")
+    kind: ExitKind = "configuration_error" if _fatal(exc) is not None else "abnormal"
+    return _Outcome(incarnation, kind, describe(exc), exc)
+
+
+def _state(child: _Child) -> ChildState:
+    """A child other than the exiting one as :func:`plan_exit` sees it (an unhandled exit still
+    counts as running, as in OTP until its ``'EXIT'`` is received)."""
+    if child.pending is not None and child.pending.kind == "try_again":
+        return "restarting"
+    return "running" if child.active or child.pending is not None else "down"
 
 
 def _fatal(exc: BaseException | None) -> ConfigurationError | None:
