@@ -5,7 +5,8 @@ Exit codes (stable, documented in the README):
 =====  ==========================================================================
 0      clean stop: ``--duration`` elapsed, Ctrl-C/SIGTERM (also during start-up), or
        every actor ended
-1      invalid graph (``rtrun check`` or ``rtrun run``): nothing was started
+1      invalid graph (``rtrun check`` or ``rtrun run``): nothing was started;
+       ``rtrun doctor``: a check failed (something blocks robot work on this machine)
 2      usage error (bad arguments, bad ``--set``)
 3      failure: the root supervisor escalated, an actor failed to start, or an actor
        raised ``ConfigurationError`` (a deterministic mismatch, never restarted)
@@ -75,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_log_options(run)
     run.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop", "trio"],
                      help="event loop: auto = uvloop when installed, else asyncio")  # fmt: skip
+    doctor = sub.add_parser("doctor", help="check this machine for robot work and print fixes")
+    doctor.add_argument("--json", action="store_true", help="one JSON document: {ok, checks: [...]}")
     kinds = sub.add_parser("kinds", help="actor kinds: ports and parameters (type, default, doc)")
     kinds.add_argument("kind", nargs="*", help="built-in kind names or user kinds as 'package.module:Class'")
     router = sub.add_parser("router", help="run a Zenoh router in this process (there is no zenohd on PyPI)")
@@ -133,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "check":
         return _check(args.graph, overrides)
+    if args.command == "doctor":
+        from ._doctor import main as doctor
+
+        return _quiet_on_broken_pipe(doctor, args.json)
     if args.command == "kinds":
         return _quiet_on_broken_pipe(_kinds, args.kind)
     if args.command == "router":
