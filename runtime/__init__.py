@@ -11,7 +11,6 @@ from ._actor import ActorContext as ActorContext
 from ._actor import ActorState as ActorState
 from ._actor import NoParams as NoParams
 from ._channel import ChannelStatistics as ChannelStatistics
-from ._channel import Policy as Policy
 from ._channel import ReceivePort as ReceivePort
 from ._channel import SendPort as SendPort
 from ._channel import open_channel as open_channel
@@ -51,6 +50,7 @@ from ._launch import open_graph as open_graph
 from ._message import Message as Message
 from ._message import message as message
 from ._message import message_types as message_types
+from ._overflow import OverflowPolicy as OverflowPolicy
 from ._params import PathParam as PathParam
 from ._ports import Input as Input
 from ._ports import Output as Output
@@ -102,9 +102,9 @@ __all__ = [
     "Output",
     "OutputPort",
     "OutputStatistics",
+    "OverflowPolicy",
     "ParamsError",
     "PathParam",
-    "Policy",
     "QoS",
     "ReceivePort",
     "RtrunError",
@@ -128,3 +128,17 @@ __all__ = [
     "open_channel",
     "open_graph",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Deprecated names, still resolved (with a ``DeprecationWarning``)."""
+    if name == "Policy":  # renamed in issue 15: never to be confused with a robot policy
+        import warnings
+
+        warnings.warn(
+            "rtrun.Policy is deprecated: use rtrun.OverflowPolicy (a channel's overflow policy)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return OverflowPolicy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -52,7 +52,8 @@ Two refinements found by profiling a receiver under a burst (``py-spy``):
   ``call_soon_threadsafe``: 30 us); trio 18.8 us.
 
 :class:`Handoff` is the bounded buffer built on it, with the channel overflow policies
-(``drop_newest``, ``drop_oldest``, ``latest``): every drop is counted per reason; the deque never
+(``drop_newest``, ``drop_oldest``, ``latest``, applied by :func:`rtrun._overflow.offer` as on
+every channel): every drop is counted per reason; the deque never
 exceeds its capacity, so nothing here is unbounded.
 """
 
@@ -72,6 +73,15 @@ from anyio import ClosedResourceError, WouldBlock
 from anyio.lowlevel import checkpoint
 
 from ._errors import ChannelError
+from ._overflow import (
+    OVERFLOW_NEWEST,
+    RECEIVER_CLOSED,
+    check_overflow,
+    count_drop,
+    discard_all,
+    offer,
+    overflow_reason,
+)
 
 __all__ = ["Handoff", "HandoffPolicy", "ThreadBridge"]
 
@@ -79,11 +89,6 @@ T = TypeVar("T")
 
 HandoffPolicy = Literal["drop_newest", "drop_oldest", "latest"]
 """What a full :class:`Handoff` does with a new item (never ``block``: threads must not wait)."""
-
-OVERFLOW_OLDEST: Final = "overflow_oldest"
-OVERFLOW_NEWEST: Final = "overflow_newest"
-SUPERSEDED: Final = "superseded"
-_REASON = {"drop_newest": OVERFLOW_NEWEST, "drop_oldest": OVERFLOW_OLDEST, "latest": SUPERSEDED}
 
 
 class _Wakeup:
@@ -290,12 +295,9 @@ class Handoff(Generic[T]):
     __slots__ = ("_bridge", "_buffer", "_closed", "capacity", "dropped", "policy", "put_count")
 
     def __init__(self, capacity: int, policy: HandoffPolicy = "drop_newest") -> None:
-        if policy not in _REASON:
-            raise ChannelError(f"hand-off policy must be one of {sorted(_REASON)}, not {policy!r}")
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ChannelError(f"hand-off capacity must be an integer >= 1, got {capacity!r}")
-        if policy == "latest" and capacity != 1:
-            raise ChannelError(f"policy 'latest' is a one-slot mailbox: capacity must be 1, got {capacity}")
+        if overflow_reason(policy) is None:  # (``block`` too: a Zenoh thread must never wait)
+            raise ChannelError(f"hand-off policy must be drop_newest, drop_oldest or latest, not {policy!r}")
+        check_overflow(capacity, policy)  # (>= 1 for these policies; 'latest' is one slot)
         self.capacity = capacity
         """Maximum number of buffered items."""
         self.policy: HandoffPolicy = policy
@@ -313,22 +315,19 @@ class Handoff(Generic[T]):
         with self._bridge.lock:
             self.put_count += 1
             if self._closed:
-                return self._drop_locked("receiver_closed")
-            reason = None
-            if len(self._buffer) >= self.capacity:
-                reason = _REASON[self.policy]
+                return self._drop_locked(RECEIVER_CLOSED)
+            reason = offer(self._buffer, item, self.capacity, self.policy)  # (rtrun._overflow)
+            if reason is not None:
                 self._drop_locked(reason)
-                if self.policy == "drop_newest":
-                    return reason
-                self._buffer.popleft()
-            self._buffer.append(item)
+            if reason == OVERFLOW_NEWEST:
+                return reason
             due = self._bridge.notify_locked()
         if due:
             self._bridge.wake()
         return reason
 
     def _drop_locked(self, reason: str) -> str:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        count_drop(self.dropped, reason)
         return reason
 
     def get_nowait(self) -> T:
@@ -355,9 +354,7 @@ class Handoff(Generic[T]):
         """Discard buffered items (counted as ``receiver_closed``); later puts are dropped too."""
         with self._bridge.lock:
             self._closed = True
-            if self._buffer:
-                self.dropped["receiver_closed"] = self.dropped.get("receiver_closed", 0) + len(self._buffer)
-                self._buffer.clear()
+            discard_all(self._buffer, self.dropped, RECEIVER_CLOSED)
         self._bridge.close()
 
     def snapshot(self) -> tuple[int, int, dict[str, int]]:

@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 A channel is one shared :class:`_ChannelState` (a bounded deque, the waiting senders and
 receivers, counters) and any number of port objects pointing at it. The algorithm is anyio's
-memory object stream (``anyio/streams/memory.py``) extended with an overflow *policy*:
+memory object stream (``anyio/streams/memory.py``) extended with an overflow policy
+(:data:`~rtrun._overflow.OverflowPolicy`, applied by the engine every transport shares:
+:func:`rtrun._overflow.offer`):
 
 ``block``
     Backpressure. ``send`` waits while the buffer holds ``capacity`` items and no receiver is
@@ -49,7 +51,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Generic, Literal, Self, TypeVar, final, get_args
+from typing import Any, Final, Generic, Self, TypeVar, final
 
 from anyio import (
     BrokenResourceError,
@@ -61,12 +63,20 @@ from anyio import (
 )
 from anyio.lowlevel import checkpoint
 
-from ._errors import ChannelError
+from ._overflow import (
+    OVERFLOW_POLICIES,
+    RECEIVER_CLOSED,
+    OverflowPolicy,
+    check_overflow,
+    count_drop,
+    discard_all,
+    offer,
+)
 
 __all__ = [
     "POLICIES",
     "ChannelStatistics",
-    "Policy",
+    "OverflowPolicy",
     "ReceivePort",
     "SendPort",
     "open_channel",
@@ -74,15 +84,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-Policy = Literal["block", "drop_oldest", "drop_newest", "latest"]
-"""Overflow policy of a channel (see the module docstring)."""
+POLICIES: Final[tuple[str, ...]] = OVERFLOW_POLICIES
+"""Every overflow policy (kept under its old name for the modules that import it from here)."""
 
-POLICIES: Final[tuple[str, ...]] = get_args(Policy)
-
-#: Drop reasons, as they appear in ``ChannelStatistics.dropped``.
-OVERFLOW_OLDEST: Final = "overflow_oldest"
-OVERFLOW_NEWEST: Final = "overflow_newest"
-SUPERSEDED: Final = "superseded"
+_check_config = check_overflow  # (its old name: the graph validator imports it from here)
 
 
 @final
@@ -134,7 +139,7 @@ class _Receiver(Generic[T]):
 @dataclass(eq=False)
 class _ChannelState(Generic[T]):
     capacity: int
-    policy: Policy
+    policy: OverflowPolicy
     buffer: deque[T] = field(default_factory=deque)
     open_send: int = 0
     open_receive: int = 0
@@ -145,7 +150,7 @@ class _ChannelState(Generic[T]):
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str, count: int = 1) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + count
+        count_drop(self.dropped, reason, count)
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
@@ -162,17 +167,6 @@ class _ChannelState(Generic[T]):
         )
 
 
-def _check_config(capacity: int, policy: str) -> None:
-    if policy not in POLICIES:
-        raise ChannelError(f"unknown channel policy {policy!r}; expected one of {POLICIES}")
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-        raise ChannelError(f"channel capacity must be an integer >= 0, got {capacity!r}")
-    if policy == "latest" and capacity != 1:
-        raise ChannelError(f"policy 'latest' is a one-slot mailbox: capacity must be 1, got {capacity}")
-    if policy in ("drop_oldest", "drop_newest") and capacity < 1:
-        raise ChannelError(f"policy {policy!r} needs capacity >= 1 (it never waits), got {capacity}")
-
-
 @final
 class open_channel(tuple["SendPort[T]", "ReceivePort[T]"]):  # trio-style factory class
     """Open an in-process channel and return ``(send_port, receive_port)``.
@@ -187,12 +181,14 @@ class open_channel(tuple["SendPort[T]", "ReceivePort[T]"]):  # trio-style factor
         ChannelError: the capacity/policy combination is invalid (the message says why).
     """
 
-    def __new__(cls, capacity: int = 0, policy: Policy = "block") -> tuple[SendPort[T], ReceivePort[T]]:  # type: ignore[misc]
-        _check_config(capacity, policy)
+    def __new__(
+        cls, capacity: int = 0, policy: OverflowPolicy = "block"
+    ) -> tuple[SendPort[T], ReceivePort[T]]:  # type: ignore[misc]
+        check_overflow(capacity, policy)
         state: _ChannelState[T] = _ChannelState(capacity=capacity, policy=policy)
         return (SendPort._create(state), ReceivePort._create(state))
 
-    def __init__(self, capacity: int = 0, policy: Policy = "block") -> None:
+    def __init__(self, capacity: int = 0, policy: OverflowPolicy = "block") -> None:
         pass  # pragma: no cover - __new__ returns a plain tuple
 
 
@@ -296,18 +292,12 @@ class SendPort(_Port, Generic[T]):
                 return
         self._buffer(state, item)
 
-    def _buffer(self, state: _ChannelState[T], item: T) -> None:
-        buffer = state.buffer
-        if len(buffer) < state.capacity:
-            buffer.append(item)
-        elif state.policy == "block":
-            raise WouldBlock
-        elif state.policy == "drop_newest":
-            state.drop(OVERFLOW_NEWEST)
-        else:
-            buffer.popleft()
-            state.drop(SUPERSEDED if state.policy == "latest" else OVERFLOW_OLDEST)
-            buffer.append(item)
+    @staticmethod
+    def _buffer(state: _ChannelState[T], item: T) -> None:
+        """Buffer ``item`` per the overflow policy (raises ``WouldBlock``: ``block``, full)."""
+        reason = offer(state.buffer, item, state.capacity, state.policy)
+        if reason is not None:
+            state.drop(reason)
         state.sent += 1
 
     async def send(self, item: T) -> None:
@@ -475,9 +465,7 @@ class ReceivePort(_Port, Generic[T]):
 
     @staticmethod
     def _discard_buffer(state: _ChannelState[Any]) -> None:
-        if state.buffer:
-            state.drop("receiver_closed", len(state.buffer))
-            state.buffer.clear()
+        discard_all(state.buffer, state.dropped, RECEIVER_CLOSED)
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self

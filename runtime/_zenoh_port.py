@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from ._channel import POLICIES, PortLifecycle
-from ._errors import ChannelError
+from ._channel import PortLifecycle
 from ._wire import MessageType, pack_header_fields
 
 __all__ = [
@@ -22,7 +21,6 @@ __all__ = [
     "Codec",
     "LogThrottle",
     "PortBase",
-    "check_policy",
     "header_bytes",
     "kernel_codec",
     "log",
@@ -61,18 +59,6 @@ def kernel_codec(message_type: type | None) -> Codec:
     from ._codec import decode, decoder_for, encode
 
     return Codec(encode=encode, decode=decode if message_type is None else decoder_for(message_type))
-
-
-def check_policy(capacity: int, policy: str) -> None:
-    """Raise :class:`ChannelError` for an invalid capacity/policy pair (as ``open_channel``)."""
-    if policy not in POLICIES:
-        raise ChannelError(f"unknown channel policy {policy!r}; expected one of {POLICIES}")
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-        raise ChannelError(f"channel capacity must be an integer >= 0, got {capacity!r}")
-    if policy == "latest" and capacity != 1:
-        raise ChannelError(f"policy 'latest' is a one-slot mailbox: capacity must be 1, got {capacity}")
-    if policy in ("drop_oldest", "drop_newest") and capacity < 1:
-        raise ChannelError(f"policy {policy!r} needs capacity >= 1 (it never waits), got {capacity}")
 
 
 class LogThrottle:

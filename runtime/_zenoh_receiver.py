@@ -10,11 +10,12 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
-from ._channel import ChannelStatistics, Policy
+from ._channel import ChannelStatistics
 from ._lowlevel import checkpoint
+from ._overflow import OverflowPolicy, check_overflow
 from ._wire import Header, header_from_fields
 from ._zenoh import ZenohSession
-from ._zenoh_port import CREDIT_REFRESH_S, Codec, LogThrottle, PortBase, check_policy, kernel_codec
+from ._zenoh_port import CREDIT_REFRESH_S, Codec, LogThrottle, PortBase, kernel_codec
 from ._zenoh_receiver_core import ReceiverCore
 
 __all__ = ["ZenohReceivePort", "open_zenoh_receiver"]
@@ -165,7 +166,7 @@ def open_zenoh_receiver(
     session: ZenohSession,
     key: str,
     capacity: int,
-    policy: Policy,
+    policy: OverflowPolicy,
     *,
     message_type: type | None = None,
     codec: Codec | None = None,
@@ -175,7 +176,7 @@ def open_zenoh_receiver(
     ``message_type`` restricts decoding to one message class (others are dropped as
     ``body_wrong_type``); ``codec`` replaces the kernel codec (tests, foreign payloads).
     """
-    check_policy(capacity, policy)
+    check_overflow(capacity, policy)
     core = ReceiverCore(
         session=session,
         key=key,

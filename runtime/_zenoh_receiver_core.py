@@ -20,6 +20,7 @@ from anyio import BrokenResourceError, EndOfStream, WouldBlock
 from ._bridge import ThreadBridge
 from ._channel import ChannelStatistics
 from ._errors import DecodeError, TransportError
+from ._overflow import CREDIT_VIOLATION, OVERFLOW_NEWEST, RECEIVER_CLOSED, count_drop, discard_all, offer
 from ._wire import (
     HEADER_SCHEMA_VERSION,
     HEADER_SIZE,
@@ -55,13 +56,6 @@ MAX_SEQUENCE_JUMP: Final = 1 << 24
 """A forward jump larger than this within one epoch is implausible (16 M lost samples without a
 lease expiry): the sample is dropped as ``header_sequence_jump`` unless the next one continues
 from it (then the receiver resynchronizes). One forged sample cannot wedge a channel."""
-
-_OVERFLOW = {
-    "drop_newest": "overflow_newest",
-    "drop_oldest": "overflow_oldest",
-    "latest": "superseded",
-    "block": "credit_violation",
-}
 
 BAD_IDS_KEPT: Final = 64
 """Ids of the live epoch's undecodable bodies remembered, so a gap over them is not counted
@@ -123,7 +117,7 @@ class ReceiverCore:
         )
 
     def drop_locked(self, reason: str, count: int = 1) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + count
+        count_drop(self.dropped, reason, count)
 
     def _bad(self, reason: str, detail: str) -> None:
         with self.bridge.lock:
@@ -234,17 +228,23 @@ class ReceiverCore:
         if verdict is None:
             verdict = self._check_sequence_locked(header[2])
         if verdict is None and self.closed:
-            verdict = "receiver_closed"
+            verdict = RECEIVER_CLOSED
         if verdict is not None:
             self.drop_locked(verdict)
             return False
-        if len(self.buffer) >= self._bound_locked():
-            self.drop_locked(_OVERFLOW[self.policy])
-            if self.policy in ("drop_newest", "block"):
-                return False
-            self.buffer.popleft()
-        self.buffer.append((header[2], header, item))
-        return self.bridge.notify_locked()
+        return self._offer_locked((header[2], header, item))
+
+    def _offer_locked(self, entry: Item) -> bool:
+        """Buffer an accepted item per the overflow policy (:func:`rtrun._overflow.offer`, as
+        in-process); True if it was buffered and the loop must be woken."""
+        try:
+            reason = offer(self.buffer, entry, self._bound_locked(), self.policy)
+        except WouldBlock:  # ``block`` beyond the granted window: the sender broke the protocol
+            reason = CREDIT_VIOLATION
+        if reason is None:
+            return self.bridge.notify_locked()
+        self.drop_locked(reason)
+        return reason not in (OVERFLOW_NEWEST, CREDIT_VIOLATION) and self.bridge.notify_locked()
 
     def _bound_locked(self) -> int:
         """Most items the buffer holds. ``block``: the capacity plus the most receives ever
@@ -283,9 +283,7 @@ class ReceiverCore:
     def _adopt_locked(self, epoch: int) -> None:
         if self.epoch is not None and self.epoch not in self.dead:
             self.dead.append(self.epoch)
-        if self.buffer:
-            self.drop_locked("stale_epoch", len(self.buffer))
-            self.buffer.clear()
+        discard_all(self.buffer, self.dropped, "stale_epoch")
         self.epoch, self.expected, self.jump_to = epoch, None, None
         self.bad_ids.clear()
         self.eos = self.eos_deadline = None
@@ -344,9 +342,7 @@ class ReceiverCore:
         if epoch != self.epoch or self.eos is not None:
             return
         self.dead.append(epoch)
-        if self.buffer:
-            self.drop_locked("peer_vanished", len(self.buffer))
-            self.buffer.clear()
+        discard_all(self.buffer, self.dropped, "peer_vanished")
         self.epoch = self.expected = None
         self.broken_pending = True
         log.warning("%s: sender (epoch %08x) vanished", self.key, epoch)
@@ -476,9 +472,7 @@ class ReceiverCore:
             last = self.open_clones == 0
             if last:
                 self.closed = True
-                if self.buffer:
-                    self.drop_locked("receiver_closed", len(self.buffer))
-                    self.buffer.clear()
+                discard_all(self.buffer, self.dropped, RECEIVER_CLOSED)
                 message = self.credit_locked(MessageType.RECEIVER_CLOSED)
             else:
                 due = self.bridge.notify_locked()  # (a receive parked on that clone leaves)

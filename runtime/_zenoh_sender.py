@@ -15,11 +15,12 @@ import anyio
 from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
 
 from ._bridge import ThreadBridge
-from ._channel import ChannelStatistics, Policy
+from ._channel import ChannelStatistics
 from ._codec import encode as kernel_encode
 from ._codec import flat_encoder
 from ._errors import TransportError
 from ._lowlevel import checkpoint
+from ._overflow import OverflowPolicy, check_overflow
 from ._wire import (
     HEADER_SCHEMA_VERSION,
     HEADER_STRUCT,
@@ -44,7 +45,6 @@ from ._zenoh_port import (
     FRESH,
     Codec,
     PortBase,
-    check_policy,
     header_bytes,
     kernel_codec,
     log,
@@ -554,7 +554,7 @@ def open_zenoh_sender(
     session: ZenohSession,
     key: str,
     *,
-    policy: Policy = "block",
+    policy: OverflowPolicy = "block",
     qos: Qos | None = None,
     codec: Codec | None = None,
 ) -> ZenohSendPort[Any]:
@@ -563,7 +563,7 @@ def open_zenoh_sender(
     ``policy`` must equal the receiving side's (only ``block`` changes sender behaviour: it waits
     for credits). ``qos`` defaults to reliable, congestion ``drop``, priority ``data``.
     """
-    check_policy(1 if policy != "block" else 0, policy)
+    check_overflow(1 if policy != "block" else 0, policy)
     core = _SenderCore(
         session=session, key=key, policy=policy, qos=qos or Qos(), codec=codec or kernel_codec(None)
     )
