@@ -48,6 +48,7 @@ from typing import Literal, TypeAlias
 from ._restart import add_restart
 
 __all__ = [
+    "ChildState",
     "ChildView",
     "Escalate",
     "ExitKind",
