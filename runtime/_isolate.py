@@ -39,6 +39,12 @@ only: a second one would mean "force" to the host.
 
 Cross-host edges use each host's Zenoh settings from the graph: give every host explicit
 ``listen``/``connect`` endpoints (multicast scouting is off by default).
+
+Real-time scheduling is per host process: each child applies its own ``[hosts.<name>.realtime]``
+table over ``[realtime]`` when it starts (:mod:`rtrun._realtime`), and warns itself when it lacks
+the permission. The launcher applies none and stays an ordinary process, so the children it
+spawns start with normal scheduling; ``rtrun run --isolate`` refuses a table naming a CPU this
+machine lacks before starting any host (every host runs here).
 """
 
 from __future__ import annotations

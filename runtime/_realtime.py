@@ -547,12 +547,3 @@ def sweep_threads(cpus: tuple[int, ...] | None = None) -> int:
         except OSError:  # the thread ended meanwhile
             continue
     return moved
-
-
-def _reset_for_tests() -> None:
-    """Forget the applied report and remove the worker hook (tests applying in-process)."""
-    global _report
-    hook = threading.getprofile()
-    if isinstance(hook, _WorkerHook):
-        threading.setprofile(hook.previous)
-    _report = None

@@ -438,3 +438,15 @@ anyio.run(main)
     report = json.loads(result.stdout)
     assert report["timer_slack_ns"] == 100_000 and report["policy"] == "other"
     assert report["not_applied"] == [] and report["memory_locked"] is False
+
+
+def test_readme_snippet_is_a_valid_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```toml\n[hosts.robot.realtime]", 1)[1].split("```", 1)[0]
+    text = f'[hosts.robot.realtime]{block}\n[[actor]]\nid = "probe"\nkind = "probe:Probe"\nhost = "robot"\n'
+    graph = compiled(text)
+    settings = host_realtime(graph.spec, "robot")  # type: ignore[attr-defined]
+    assert settings == RealtimeSettings(
+        policy="fifo", priority=80, loop_cpus=(3,), worker_cpus=(0, 1, 2), lock_memory=True
+    )
+    assert machine_problems(settings, frozenset(range(4))) == ([], [])
