@@ -3,10 +3,10 @@
 Theory of operation
 -------------------
 ``RecorderActor`` (``recorder.py``) never calls the writer itself: it queues commands --
-``("row", row, images, task)``, ``("start", task)``, ``("save", dropped, info)``,
-``("discard", dropped, info)``, ``("close", save, dropped, info)`` -- for one dedicated thread
-that applies them in order (``info``: the loop side's episode report, merged into the summary;
-its ``marks`` become ``rtrun/<name>`` columns of the saved episode's metadata row). The queue is
+:class:`Row`, :class:`StartEpisode`, :class:`EndEpisode` (save or discard) and :class:`Close`,
+small frozen dataclasses -- for one dedicated thread that applies them in order (``info``: the
+loop side's episode report, merged into the summary; its ``marks`` become ``rtrun/<name>``
+columns of the saved episode's metadata row). The queue is
 bounded by counting, not by blocking: the event loop counts what it submitted, the thread
 counts what it consumed (each counter has one writer, so no lock), and
 :meth:`WriterThread.submit_row` refuses a row when ``capacity`` rows are pending -- the caller
@@ -47,10 +47,60 @@ import numpy as np
 
 from ._dataset_writer import DatasetWriter
 
-__all__ = ["CONTROL_BACKLOG", "WriterSnapshot", "WriterThread"]
+__all__ = [
+    "CONTROL_BACKLOG",
+    "Close",
+    "EndEpisode",
+    "Row",
+    "StartEpisode",
+    "WriterCommand",
+    "WriterSnapshot",
+    "WriterThread",
+]
 
 CONTROL_BACKLOG = 16
 """Episode commands waiting for the writer thread; more means a stuck writer (rejected, counted)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Row:
+    """One aligned row for the current episode (bounded by ``capacity``)."""
+
+    row: dict[str, Any]
+    """Non-image feature values of the row."""
+    images: dict[str, np.ndarray]
+    """Image features of the row, by feature key."""
+    task: str
+    """Task of the row (a change calls ``DatasetWriter.set_task`` first)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartEpisode:
+    """Start a new episode."""
+
+    task: str
+    """Task of its first rows."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndEpisode:
+    """Save (commit) or discard the current episode; nothing to do when none is recording."""
+
+    save: bool
+    """True: save the episode (when it has rows); False: discard it."""
+    dropped: int = 0
+    """Rows the loop side dropped in this episode (added to the writer's own count)."""
+    info: dict[str, Any] | None = None
+    """The loop side's episode report, merged into the summary (``marks`` go to the metadata)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Close(EndEpisode):
+    """End the current episode like :class:`EndEpisode`, then stop the thread (never refused)."""
+
+
+WriterCommand = Row | StartEpisode | EndEpisode
+"""What the writer thread consumes (:class:`Close` is an :class:`EndEpisode`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,7 +130,7 @@ class WriterThread:
 
     def __init__(self, writer: DatasetWriter, *, capacity: int, name: str) -> None:
         self._writer = writer
-        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[WriterCommand] = queue.SimpleQueue()
         self._capacity = capacity
         self._rows_in = self._rows_out = self._cmds_in = self._cmds_out = 0
         self._task = ""
@@ -99,12 +149,12 @@ class WriterThread:
         if self.pending_rows() >= self._capacity:
             return False
         self._rows_in += 1
-        self._queue.put(("row", row, images, task))
+        self._queue.put(Row(row=row, images=images, task=task))
         return True
 
-    def submit(self, *command: Any) -> bool:
-        """Queue an episode command (``start``, ``save``, ``discard``, ``close``); False if backlogged."""
-        if command[0] != "close" and self._cmds_in - self._cmds_out >= CONTROL_BACKLOG:
+    def submit(self, command: StartEpisode | EndEpisode) -> bool:
+        """Queue an episode command; False if backlogged (a :class:`Close` is always queued)."""
+        if not isinstance(command, Close) and self._cmds_in - self._cmds_out >= CONTROL_BACKLOG:
             return False
         self._cmds_in += 1
         self._queue.put(command)
@@ -131,12 +181,11 @@ class WriterThread:
             while True:
                 command = self._queue.get()
                 try:
-                    if command[0] == "close":
-                        self._end_episode(command[1], *command[2:])
-                        return
                     self._handle(command)
+                    if isinstance(command, Close):
+                        return
                 finally:
-                    if command[0] == "row":
+                    if isinstance(command, Row):
                         self._rows_out += 1
                     else:
                         self._cmds_out += 1
@@ -149,21 +198,19 @@ class WriterThread:
             except Exception as exc:  # reported like any other writer failure
                 self.error = self.error or exc
 
-    def _handle(self, command: tuple[Any, ...]) -> None:
-        kind, *args = command
-        if kind == "row":
-            row, images, task = args
-            if task != self._task:
-                self._writer.set_task(task)
-                self._task = task
-            self._writer.add_frame(row, images)  # False: dropped, counted by the writer
-        elif kind == "start":
-            self._task = args[0]
-            self._writer.start_episode(args[0])
-        elif kind in ("save", "discard"):
-            self._end_episode(kind == "save", *args)
+    def _handle(self, command: WriterCommand) -> None:
+        if isinstance(command, Row):
+            if command.task != self._task:
+                self._writer.set_task(command.task)
+                self._task = command.task
+            self._writer.add_frame(command.row, command.images)  # False: dropped, counted by the writer
+        elif isinstance(command, StartEpisode):
+            self._task = command.task
+            self._writer.start_episode(command.task)
+        else:
+            self._end_episode(command.save, command.dropped, command.info)
 
-    def _end_episode(self, save: bool, dropped: int, info: dict[str, Any] | None = None) -> None:
+    def _end_episode(self, save: bool, dropped: int, info: dict[str, Any] | None) -> None:
         stats = self._writer.statistics()
         if stats.recording is None:
             return

@@ -91,7 +91,7 @@ from ._frame_align import CAPTURE_TIME_KEY, RATE_WINDOW, FrameAligner, capture_t
 from ._lerobot_names import POSITION_SUFFIX, feature_names
 from ._recorder_episode import Episode, saved_line
 from ._recorder_params import ALIGNED_INPUTS, CAMERA_INPUTS, DEFAULT_KEYS, RecorderParams
-from ._recorder_thread import WriterThread
+from ._recorder_thread import Close, EndEpisode, StartEpisode, WriterThread
 from .messages import EpisodeControl, Flag, Frame, JointCommand, JointState
 
 __all__ = ["RecorderActor", "RecorderError", "RecorderParams"]
@@ -366,7 +366,7 @@ class RecorderActor(Actor):
             if self._episode is not None:
                 return self._reject(ctx, f"start {task!r}", "already recording")
             assert self._worker is not None
-            if not self._worker.submit("start", task):
+            if not self._worker.submit(StartEpisode(task=task)):
                 return self._reject(ctx, f"start {task!r}", "writer thread backlogged")
             now = anyio.current_time()
             default_age = p.tolerance_frames / p.fps
@@ -411,7 +411,7 @@ class RecorderActor(Actor):
         self._notify()
         keep = save and ep.rows > 0
         assert self._worker is not None
-        if not self._worker.submit("save" if keep else "discard", ep.dropped, ep.report(save=keep)):
+        if not self._worker.submit(EndEpisode(save=keep, dropped=ep.dropped, info=ep.report(save=keep))):
             raise RecorderError(f"writer thread backlogged: cannot queue the end of episode {ep.index}")
         if keep:
             self._next_index += 1
@@ -553,7 +553,9 @@ class RecorderActor(Actor):
             dropped = ep.dropped
             self._episode = None
         keep = save and ep is not None and ep.rows > 0
-        worker.submit("close", keep, dropped, ep.report(save=keep) if ep is not None else None)
+        worker.submit(
+            Close(save=keep, dropped=dropped, info=ep.report(save=keep) if ep is not None else None)
+        )
         if ep is not None:
             what = "saving" if keep else "discarding"
             ctx.log.info("stopping: %s episode %d (%d rows)", what, ep.index, ep.rows)

@@ -9,6 +9,7 @@ tell which sample went into which row.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -35,7 +36,14 @@ pytest.importorskip("av")
 
 from rtrun.actors._dataset_check import check_dataset  # noqa: E402
 from rtrun.actors._dataset_writer import WriterStatistics  # noqa: E402
-from rtrun.actors._recorder_thread import WriterThread, _best_effort_scheduling  # noqa: E402
+from rtrun.actors._recorder_thread import (  # noqa: E402
+    CONTROL_BACKLOG,
+    Close,
+    EndEpisode,
+    StartEpisode,
+    WriterThread,
+    _best_effort_scheduling,
+)
 from rtrun.actors.messages import EpisodeControl, Flag, Frame, JointCommand, JointState  # noqa: E402
 from rtrun.actors.recorder import RecorderActor  # noqa: E402
 
@@ -428,22 +436,40 @@ def test_writer_thread_bounds_pending_rows_and_drops() -> None:
     writer = GatedWriter()
     thread = WriterThread(writer, capacity=3, name="test-writer")  # type: ignore[arg-type]
     try:
-        assert thread.submit("start", "task")
+        assert thread.submit(StartEpisode(task="task"))
         accepted = [thread.submit_row({}, {}, "task") for _ in range(6)]
         assert accepted == [True, True, True, False, False, False]  # the writer is stuck: 3 pending
         assert thread.pending_rows() == 3
     finally:
         writer.gate.set()
-        thread.submit("close", False, 3)
+        thread.submit(Close(save=False, dropped=3))
         assert thread.join(10)
     assert writer.closed and thread.error is None
     assert thread.snapshot.last_episode == {"index": 0, "frames": 3, "dropped": 3, "saved": False}
 
 
+def test_writer_thread_bounds_episode_commands_but_always_accepts_close() -> None:
+    writer = GatedWriter()
+    thread = WriterThread(writer, capacity=3, name="test-writer")  # type: ignore[arg-type]
+    try:
+        assert thread.submit(StartEpisode(task="task"))
+        assert thread.submit_row({}, {}, "task")  # the writer is stuck on this row
+        accepted = [thread.submit(EndEpisode(save=False)) for _ in range(CONTROL_BACKLOG + 2)]
+        assert accepted.count(False) >= 2  # backlogged commands are refused, not queued
+    finally:
+        writer.gate.set()
+        assert thread.submit(Close(save=False))  # never refused
+        assert thread.join(10)
+    assert writer.closed and thread.error is None
+    assert thread.snapshot.last_episode is not None and thread.snapshot.last_episode["saved"] is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Close(save=True).save = False  # type: ignore[misc]
+
+
 def test_writer_thread_reports_writer_failure_and_releases_the_dataset() -> None:
     writer = GatedWriter(fail=True)
     thread = WriterThread(writer, capacity=3, name="test-writer")  # type: ignore[arg-type]
-    thread.submit("start", "task")
+    thread.submit(StartEpisode(task="task"))
     thread.submit_row({}, {}, "task")
     assert thread.join(10)  # the thread ended on the error
     assert isinstance(thread.error, OSError) and writer.closed
