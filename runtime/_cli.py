@@ -299,9 +299,9 @@ def _run(args: argparse.Namespace, overrides: list[tuple[str, str, Any]]) -> int
     if errors:  # every host run from here runs on this machine
         print(GraphError(errors), file=sys.stderr)
         return EXIT_INVALID
-    for problem in warnings:
-        log.warning("%s", problem)
-    if not args.isolate:  # --isolate: each host process applies its own
+    if not args.isolate:  # --isolate: each host process warns and applies its own
+        for problem in warnings:
+            log.warning("%s", problem)
         _apply_realtime(compiled, args.host)
     backend, options = _backend(args.loop)
     state = _RunState()

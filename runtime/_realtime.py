@@ -338,6 +338,12 @@ def apply(settings: RealtimeSettings) -> RealtimeReport:
     reset = settings.requested and settings.worker_policy == "other" and (applied or _set_reset_on_fork())
     if settings.loop_cpus is not None:
         _apply_affinity(state, "loop_cpus", settings.loop_cpus)
+    if settings.worker_cpus is not None and not set(settings.worker_cpus) <= allowed:
+        state.fail(
+            f"worker_cpus {_cpus(set(settings.worker_cpus) - allowed)}: not among the CPUs this "
+            f"process may use (allowed: {_cpus(allowed)})",
+            ["check taskset / the cgroup cpuset"],
+        )
     workers = _worker_cpus(settings, allowed)
     if workers is not None:
         _install_worker_hook(workers)

@@ -415,7 +415,7 @@ def _check_realtime(check: _Check) -> None:
     for _key, rule in problems:
         check.add("[realtime]", rule)
     seen: set[tuple[str, str]] = set()
-    for host in spec.hosts or {DEFAULT_HOST: None}:
+    for host in list(spec.hosts) or [DEFAULT_HOST]:
         where = _realtime_where(spec, host)
         own: dict[str, Any] = {}
         if where != "[realtime]":

@@ -297,7 +297,11 @@ def test_run_applies_the_table(tmp_path: Path) -> None:
         assert os.sched_getscheduler(proc.pid) & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO
         assert os.sched_getparam(proc.pid).sched_priority == 20
         assert os.sched_getaffinity(proc.pid) == {loop_cpu}
-        time.sleep(0.3)  # the sweep runs once the graph reported running
+        assert proc.stderr is not None
+        while not any("running (" in m for m in messages(lines)):  # the sweep runs right then
+            line = proc.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
         for tid in map(int, os.listdir(f"/proc/{proc.pid}/task")):
             if tid != proc.pid:  # every other thread, native ones included: worker CPUs, not RT
                 assert os.sched_getaffinity(tid) == set(others), tid
