@@ -33,9 +33,8 @@ restarted ahead of its producer waits instead of seeing a stale end-of-stream) a
 case, when the actor starts. A group restart may bring a terminated actor back (OTP restarts
 a ``transient`` child that ended normally with its ``one_for_all``/``rest_for_one`` group, and
 a restarted nested supervisor starts all its children, ``temporary`` ones included). A
-consumer that saw end-of-stream then receives again from the new incarnation. (Across hosts
-the new Zenoh sender shares the session epoch of the one that published END_OF_STREAM, so a
-remote consumer only resumes with a new epoch.)
+consumer that saw end-of-stream then receives again from the new incarnation, across hosts too
+(each Zenoh sender has an epoch of its own, which the remote receiver adopts).
 
 Everything a dashboard needs — actor states, restart counts, status fields, channel
 statistics, supervision events — is reachable from :meth:`Graph.status`.

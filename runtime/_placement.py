@@ -108,8 +108,7 @@ class Transport:
             edge.input.policy,  # type: ignore[arg-type]
             message_type=edge.type,
         )
-        self._ports.append(port)
-        return port
+        return self._track(port)
 
     def sender(self, edge: Edge) -> Any:
         """The send port a local output feeds a remote edge through."""
@@ -123,6 +122,13 @@ class Transport:
             policy=edge.input.policy,  # type: ignore[arg-type]
             qos=Qos(reliability=qos.reliability, priority=qos.priority, express=qos.express),  # type: ignore[arg-type]
         )
+        return self._track(port)
+
+    def _track(self, port: Any) -> Any:
+        """Remember ``port`` for :meth:`aclose`. Closed ones are forgotten here: an output
+        closed when its actor terminated and reopened when it restarts adds a port each time,
+        so the list holds the open ports only, however often outputs reopen."""
+        self._ports = [p for p in self._ports if not p.closed]
         self._ports.append(port)
         return port
 

@@ -20,8 +20,10 @@ backs ``rtrun router``: zenoh-python's router mode with the same Rust core as ``
 plugins, storage or REST; no zenohd is on PyPI).
 
 The session *epoch* is a random non-zero u32 chosen at open (or given by the launcher, e.g. from
-a restart counter). Receivers drop data from epochs they have seen vanish, which is how messages
-of a crashed-and-restarted process are kept apart (see :mod:`rtrun._zenoh_channel`).
+a restart counter), named in logs. Channel senders draw epochs of their own the same way
+(:func:`new_epoch`, one per opened sender): receivers drop data from epochs they have retired,
+which is how messages of a crashed-and-restarted process, or of an ended sender, are kept apart
+from its successor's (see :mod:`rtrun._zenoh_channel`).
 """
 
 from __future__ import annotations

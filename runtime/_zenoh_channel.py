@@ -9,7 +9,7 @@ one channel = one edge of the graph (point-to-point); clones of the sender share
 counter, so fan-in inside a process is one logical sender.
 
 Data path. ``send`` encodes the item (kernel codec), stamps the 27-byte header (DATA, sequence
-id, episode, sender time, session epoch) and ``put``\\s it with the channel's QoS (congestion
+id, episode, sender time, sender epoch) and ``put``\\s it with the channel's QoS (congestion
 ``drop``: a publisher never blocks). On the receiving side a Zenoh thread runs the subscriber
 callback, which parses the header, decodes the body and deposits the item into the receiving
 port's bounded deque under a :class:`~rtrun._bridge.ThreadBridge` lock, applying the channel
@@ -87,10 +87,16 @@ on the hot path of every receive for numbers the sender does not use (its latenc
 ``benchmarks/zenoh_hop.py`` holds to 1.25x bare Zenoh) -- so their sender reports ``queued``,
 ``received`` and ``tasks_waiting_receive`` as 0; clones are counted on every policy.
 
-Presence, epochs, faults. Each sender declares a liveliness token ``<key>/@tx/<epoch>``; each
-receiving port ``<key>/@rx/<id>``. A receiver adopts the epoch of a live sender token; when a
-newer epoch appears (the sender's process restarted) the old one is retired: queued and late
-messages from it are dropped as ``stale_epoch``. When the current sender's token vanishes
+Presence, epochs, faults. Each opened sender is an *incarnation* with an epoch of its own (a
+random non-zero u32, in the header's ``session_epoch`` field: header-compatible), and declares a
+liveliness token ``<key>/@tx/<epoch>``; each receiving port ``<key>/@rx/<id>``. A receiver
+adopts the epoch of a live sender token; when a newer epoch appears (the sender's process
+restarted, or an actor restarted after it terminated reopened its output in the same session)
+the old one is retired: late messages from it are dropped as ``stale_epoch``, and so are its
+queued ones unless it had ended with END_OF_STREAM (then they were sent for good and are
+delivered before the new sender's, without an ``EndOfStream`` in between, as in-process when a
+closed output reopens; on ``block`` they count against the new sender's window). A retired
+epoch whose token shows up again while a newer sender is live stays retired. When the current sender's token vanishes
 without an END_OF_STREAM (process killed: 1-2 ms; hung: the sender's lease), queued items are
 dropped (``peer_vanished``) and the next ``receive`` raises ``BrokenResourceError`` *once*; later
 receives wait for a new epoch (the supervisor was told; the launcher restarts the far side).

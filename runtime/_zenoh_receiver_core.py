@@ -281,9 +281,14 @@ class ReceiverCore:
         return "unknown_epoch"
 
     def _adopt_locked(self, epoch: int) -> None:
+        """Follow the sender incarnation ``epoch`` and retire the current one. What the current
+        one left in the buffer is kept if it ended with END_OF_STREAM (sent for good: delivered
+        before the new sender's items, as in-process when a closed output reopens), otherwise
+        it is dropped (``stale_epoch``: a crashed or superseded sender)."""
         if self.epoch is not None and self.epoch not in self.dead:
             self.dead.append(self.epoch)
-        discard_all(self.buffer, self.dropped, "stale_epoch")
+        if self.eos is None:
+            discard_all(self.buffer, self.dropped, "stale_epoch")
         self.epoch, self.expected, self.jump_to = epoch, None, None
         self.bad_ids.clear()
         self.eos = self.eos_deadline = None
@@ -331,11 +336,14 @@ class ReceiverCore:
             self.publish(credit)
 
     def _sender_appeared_locked(self, epoch: int) -> None:
-        if epoch in self.dead:  # a partition healed: same process, same epoch -> resume
-            self.dead.remove(epoch)
         self.live.add(epoch)
-        if epoch != self.epoch:
-            self._adopt_locked(epoch)
+        if epoch == self.epoch:
+            return
+        if epoch in self.dead:  # a partition healed: same sender, same epoch -> resume ...
+            if self.epoch is not None and self.epoch in self.live:
+                return  # ... unless a newer sender is live: a superseded one stays retired
+            self.dead.remove(epoch)
+        self._adopt_locked(epoch)
 
     def _sender_vanished_locked(self, epoch: int) -> None:
         self.live.discard(epoch)
@@ -353,12 +361,16 @@ class ReceiverCore:
         window of capacity + waiting receives, and this end's waiting tasks and open clones."""
         self.credit_counter += 1
         consumed = FRESH if self.expected is None else self.expected
-        if self.buffer:
-            consumed = self.buffer[0][0]
+        carried = 0  # items a previous sender left (see _adopt_locked): they use up window
+        for seq, header, _ in self.buffer:
+            if header[5] == self.epoch:
+                consumed = seq  # the oldest item of the live sender still buffered
+                break
+            carried += 1
         body = pack_credit(
             CreditBody(
                 receiver_id=self.rid,
-                window=self.capacity + self.waiting,
+                window=max(0, self.capacity + self.waiting - carried),
                 consumed=consumed,
                 waiting=self.waiting,
                 open_ports=self.open_clones,

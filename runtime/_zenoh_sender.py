@@ -39,7 +39,7 @@ from ._wire import (
     unpack_credit,
     unpack_header,
 )
-from ._zenoh import Qos, ZenohSession
+from ._zenoh import Qos, ZenohSession, new_epoch
 from ._zenoh_port import (
     EOS_BLOCK_TIMEOUT_S,
     FRESH,
@@ -121,13 +121,16 @@ class _SenderCore:
     last_publish_ns: int = 0  # when the previous message was published or batched
     pending: list[bytes] = field(default_factory=list)  # bodies waiting for the window's end
     pending_bytes: int = 0
-    epoch: int = 0  # the session's (fixed for its life)
+    epoch: int = 0  # this sender's (fresh per opened sender: open)
     flat_type: type | None = None  # the class flat_pack encodes (see encode_item)
     flat_pack: Any = None
 
     def open(self) -> None:
         s, key = self.session, self.key
-        self.epoch = s.epoch
+        # Each sender is an incarnation of its own (a fresh epoch, not the session's): after
+        # END_OF_STREAM an actor restarted in the same session opens a new sender on the same
+        # key, and its receivers must tell the two apart (issue 15, see the design).
+        self.epoch = new_epoch()
         self.publisher = s.declare_publisher(key, self.qos)
         # Only _put uses it, always under bridge.lock, and it is never closed before the
         # session (see the design): its wrapper's lock is redundant on the hot path.
@@ -145,7 +148,7 @@ class _SenderCore:
         self.resources.append(
             s.declare_liveliness_subscriber(receiver_token_pattern(key), self._on_receiver_token)
         )
-        self.resources.append(s.declare_token(sender_token_key(key, s.epoch)))
+        self.resources.append(s.declare_token(sender_token_key(key, self.epoch)))
 
     # Zenoh threads -----------------------------------------------------------------------
     def _on_receiver_token(self, token_key: str, alive: bool) -> None:

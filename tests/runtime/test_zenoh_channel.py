@@ -82,7 +82,7 @@ async def test_messages_roundtrip_with_header(sessions: tuple[ZenohSession, Zeno
         assert [g.seq for g in got] == list(range(20))
         assert got[3].joints.tolist() == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
         header = rx.last_header
-        assert header is not None and header.episode_id == 7 and header.session_epoch == a.epoch
+        assert header is not None and header.episode_id == 7 and header.session_epoch == tx._core.epoch  # type: ignore[attr-defined]
         assert header.sequence_id == 19 and header.message_type is MessageType.DATA
 
 
@@ -421,23 +421,86 @@ async def test_vanished_sender_breaks_once_then_new_epoch_resumes(
         await tx.send(pose(1))
         with anyio.fail_after(10):
             assert (await rx.receive()).seq == 1
-        old_epoch = first.epoch
+        old_epoch = tx._core.epoch  # type: ignore[attr-defined]  # (the sender's incarnation)
         first.close()  # its tokens vanish without an end-of-stream: the far side is gone
         with anyio.fail_after(10), pytest.raises(anyio.BrokenResourceError):
             await rx.receive()
-        with connect(endpoint) as second:
-            assert second.epoch != old_epoch
-            with open_zenoh_sender(second, key, policy="drop_oldest") as tx2:
-                await _connected(tx2, rx)
-                stale = rtrun.encode(pose(99))
-                second.put(key, stale, pack_header_fields(1, 50, 0, 0, old_epoch), tx2._core.qos)
-                await tx2.send(pose(2))
-                with anyio.fail_after(10):
-                    assert (await rx.receive()).seq == 2  # resumed, nothing from the old epoch
-                    while "stale_epoch" not in rx.statistics().dropped:
-                        await anyio.sleep(0.01)
+        with connect(endpoint) as second, open_zenoh_sender(second, key, policy="drop_oldest") as tx2:
+            await _connected(tx2, rx)
+            stale = rtrun.encode(pose(99))
+            second.put(key, stale, pack_header_fields(1, 50, 0, 0, old_epoch), tx2._core.qos)
+            await tx2.send(pose(2))
+            with anyio.fail_after(10):
+                assert (await rx.receive()).seq == 2  # resumed, nothing from the old epoch
+                while "stale_epoch" not in rx.statistics().dropped:
+                    await anyio.sleep(0.01)
         assert rx.statistics().dropped["stale_epoch"] == 1
         tx.close()  # left open to simulate a crash; its session is closed, so nothing is published
+
+
+async def _following(receiver: object, sender: object) -> None:
+    """Wait until ``receiver`` follows ``sender`` (adopted its epoch; ``wait_for_sender`` also
+    returns for the ended sender, whose token stays declared while its session lives)."""
+    with anyio.fail_after(10):
+        await sender.wait_for_receiver()  # type: ignore[attr-defined]
+        while receiver._core.epoch != sender._core.epoch:  # type: ignore[attr-defined]
+            await anyio.sleep(0.005)
+
+
+async def test_a_new_sender_after_end_of_stream_in_the_same_session_is_received(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
+    """An actor restarted after it terminated reopens its output: a new sender on the same key
+    in the same session. Its receiver, which saw END_OF_STREAM, receives from it (issue 15)."""
+    a, b, _ = sessions
+    key = unique_key()
+    with open_zenoh_receiver(b, key, 4, "drop_oldest", message_type=ZPose) as rx:
+        tx = open_zenoh_sender(a, key, policy="drop_oldest")
+        await _connected(tx, rx)
+        await tx.send(pose(1))
+        await tx.aclose()  # END_OF_STREAM, acknowledged
+        with anyio.fail_after(10):
+            assert (await rx.receive()).seq == 1
+            with pytest.raises(anyio.EndOfStream):
+                await rx.receive()
+        async with open_zenoh_sender(a, key, policy="drop_oldest") as tx2:
+            assert tx2._core.epoch != tx._core.epoch  # type: ignore[attr-defined]
+            await _following(rx, tx2)
+            await tx2.send(pose(2))
+            with anyio.fail_after(10):
+                assert (await rx.receive()).seq == 2
+        with anyio.fail_after(10), pytest.raises(anyio.EndOfStream):
+            await rx.receive()  # the new sender's end-of-stream, in turn
+    assert rx.statistics().dropped_total == 0
+
+
+async def test_items_left_by_an_ended_sender_come_before_the_next_senders(
+    sessions: tuple[ZenohSession, ZenohSession, str],
+) -> None:
+    """``block``: a sender ends with items still buffered and a new one opens on the key (same
+    session): the old items are delivered first, then the new ones, with no end-of-stream in
+    between (as in-process when a closed output reopens), and they count against the new
+    sender's credit (it waits for room instead of overflowing the buffer)."""
+    a, b, _ = sessions
+    key = unique_key()
+    with open_zenoh_receiver(b, key, 2, "block", message_type=ZPose) as rx:
+        tx = open_zenoh_sender(a, key, policy="block")
+        await _connected(tx, rx)
+        await tx.send(pose(1))
+        await tx.send(pose(2))
+        await tx.aclose()  # the receiver acknowledged END_OF_STREAM: both items are buffered
+        async with open_zenoh_sender(a, key, policy="block") as tx2:
+            await _following(rx, tx2)
+            with anyio.move_on_after(0.3) as scope:
+                await tx2.send(pose(3))  # no room: the two old items fill the window
+            assert scope.cancelled_caught
+            got: list[int] = []
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(tx2.send, pose(3))
+                with anyio.fail_after(10):
+                    got += [(await rx.receive()).seq for _ in range(3)]
+        assert got == [1, 2, 3]
+    assert rx.statistics().dropped_total == 0
 
 
 async def test_sequence_gaps_are_counted_as_drops(sessions: tuple[ZenohSession, ZenohSession, str]) -> None:
