@@ -6,6 +6,7 @@ Split out of the actor's module to keep it small; import them from
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -13,12 +14,22 @@ from rtrun import PathParam
 
 from ._dataset_video import VideoOptions
 
-__all__ = ["ALIGNED_INPUTS", "CAMERA_INPUTS", "DEFAULT_KEYS", "PIPELINE_ROWS", "RecorderParams"]
+__all__ = [
+    "ALIGNED_INPUTS",
+    "CAMERA_INPUTS",
+    "DEFAULT_KEYS",
+    "PIPELINE_ROWS",
+    "RECORDED_INPUTS",
+    "RecorderParams",
+    "recorded_inputs",
+]
 
 CAMERA_INPUTS = ("cam0", "cam1", "cam2", "cam3")
 """Camera inputs; four covers bimanual setups (two wrists + two scene cameras)."""
 ALIGNED_INPUTS = ("state", "action", *CAMERA_INPUTS)
 """Inputs put on the fps grid."""
+RECORDED_INPUTS = (*ALIGNED_INPUTS, "intervention")
+"""Inputs recorded when connected (``control`` steers episodes and is never recorded)."""
 DEFAULT_KEYS = {"state": "observation.state", "action": "action", "intervention": "intervention"}
 """Default feature key per input (LeRobot's names); cameras: ``observation.images.<camera>``."""
 PIPELINE_ROWS = 60
@@ -34,10 +45,9 @@ class RecorderParams:
     """Dataset folder (created if absent, resumed if it holds a dataset); relative: to the graph file."""
     fps: int = 30
     """Dataset frame rate: the grid rows are assembled on."""
-    record: tuple[str, ...] = ("state", "action")
-    """Inputs to record: any of state, action, cam0..cam3 (aligned) and intervention."""
     features: dict[str, str] = field(default_factory=dict)
-    """Feature key per input, overriding the defaults (e.g. ``{cam0 = "observation.images.top"}``)."""
+    """Feature key per input, overriding the defaults (e.g. ``{cam0 = "observation.images.top"}``);
+    naming an input that is not connected fails the start."""
     joint_suffix: str = ".pos"
     """Appended to each joint name in the ``names`` of state/action features: LeRobot's
     ``shoulder_pan.pos`` (names already ending with it are kept); ``""``: bare joint names."""
@@ -65,7 +75,7 @@ class RecorderParams:
     """Delivery-latency allowance: a tick is final this long after it (or once every stream
     delivered a later sample); ``save`` waits this long for late samples."""
     probe_timeout_s: float = 10.0
-    """At start, wait at most this long for the first message of each recorded input."""
+    """At start, wait at most this long for the first message of each connected input."""
     codec: str = "libx264"
     """Video encoder (``libx264``, ``libsvtav1``, ``h264_nvenc``...)."""
     pix_fmt: str = "yuv420p"
@@ -84,14 +94,8 @@ class RecorderParams:
     """Rows buffered between the event loop and the writer thread before rows are dropped."""
 
     def __post_init__(self) -> None:
-        allowed = (*ALIGNED_INPUTS, "intervention")
-        bad = [r for r in self.record if r not in allowed]
-        if bad or len(set(self.record)) != len(self.record):
-            raise ValueError(f"record must list distinct inputs among {allowed}, got {list(self.record)}")
-        if not any(r in ALIGNED_INPUTS for r in self.record):
-            raise ValueError("record must contain at least one of state, action, cam0..cam3")
-        if unknown := sorted(set(self.features) - set(self.record)):
-            raise ValueError(f"features names inputs that are not recorded: {unknown}")
+        if unknown := sorted(set(self.features) - set(RECORDED_INPUTS)):
+            raise ValueError(f"features names unknown inputs {unknown}; recorded inputs: {RECORDED_INPUTS}")
         if self.fps <= 0 or self.pipeline_rows < 1 or self.encoder_queue < 1:
             raise ValueError("fps, pipeline_rows and encoder_queue must be >= 1")
         if min(self.auto_episode_s, self.auto_reset_s, self.settle_s, self.max_episodes) < 0:
@@ -107,3 +111,17 @@ class RecorderParams:
             preset=self.preset,
             threads=self.video_threads,
         )
+
+
+def recorded_inputs(has_input: Callable[[str], bool], features: Mapping[str, str]) -> tuple[str, ...]:
+    """The inputs to record: the connected ones (``has_input``) among :data:`RECORDED_INPUTS`.
+
+    Raises ValueError when none of them is aligned (nothing to put on the grid) or when
+    ``features`` names an input left unconnected.
+    """
+    recorded = tuple(n for n in RECORDED_INPUTS if has_input(n))
+    if not any(n in ALIGNED_INPUTS for n in recorded):
+        raise ValueError(f"nothing to record; connect at least one of {', '.join(ALIGNED_INPUTS)}")
+    if unknown := sorted(set(features) - set(recorded)):
+        raise ValueError(f"features names inputs that are not connected: {unknown}")
+    return recorded

@@ -5,7 +5,7 @@ Graph snippet (see README.md, "Record a dataset")::
     [[actor]]
     id = "recorder"
     kind = "rtrun.actors.recorder:RecorderActor"      # short name "recorder" once registered
-    params = { root = "datasets/demo", fps = 30, record = ["state", "action", "cam0"] }
+    params = { root = "datasets/demo", fps = 30 }
     inputs.state = "arm/state"                        # JointState  -> observation.state
     inputs.action = "arm/executed"                    # JointCommand -> action
     inputs.cam0 = "front/frames"                      # Frame -> observation.images.<camera id>
@@ -15,10 +15,10 @@ Theory of operation
 -------------------
 *Inputs.* Inputs are declared statically on a kind, so the recorder declares a fixed set:
 ``state`` (JointState), ``action`` (JointCommand), ``cam0``..``cam3`` (Frame), ``intervention``
-(Flag) and ``control`` (EpisodeControl). ``params.record`` lists the ones to record (the kernel
-cannot tell an unconnected input from a connected one: ``ActorContext.has_input`` is True for
-both). Feature keys default to ``observation.state``, ``action``,
-``observation.images.<Frame.camera>`` and ``intervention``; ``params.features`` overrides them.
+(Flag) and ``control`` (EpisodeControl). Every connected input (``ActorContext.has_input``) but
+``control`` is recorded; at least one aligned one must be connected (``RecorderConfigError``).
+Feature keys default to ``observation.state``, ``action``, ``observation.images.<Frame.camera>``
+and ``intervention``; ``params.features`` overrides them.
 Joint names become LeRobot's feature names, ``<joint>.pos`` (``_lerobot_names.py``).
 At start the recorder waits for the first message of every recorded stream to learn the joint
 names and image sizes, builds the feature spec, then creates the dataset or resumes it
@@ -83,18 +83,18 @@ from typing import Any, ClassVar
 import anyio
 import numpy as np
 from anyio.abc import TaskStatus
-from rtrun import Actor, ActorContext, ActorError, Input, Ticker
+from rtrun import Actor, ActorContext, ActorError, ConfigurationError, Input, Ticker
 
 from ._dataset_layout import DatasetLockedError
 from ._dataset_writer import DatasetWriter
 from ._frame_align import CAPTURE_TIME_KEY, RATE_WINDOW, FrameAligner, capture_time_feature
 from ._lerobot_names import POSITION_SUFFIX, feature_names
 from ._recorder_episode import Episode, saved_line
-from ._recorder_params import ALIGNED_INPUTS, CAMERA_INPUTS, DEFAULT_KEYS, RecorderParams
+from ._recorder_params import ALIGNED_INPUTS, CAMERA_INPUTS, DEFAULT_KEYS, RecorderParams, recorded_inputs
 from ._recorder_thread import Close, EndEpisode, StartEpisode, WriterThread
 from .messages import EpisodeControl, Flag, Frame, JointCommand, JointState
 
-__all__ = ["RecorderActor", "RecorderError", "RecorderParams"]
+__all__ = ["RecorderActor", "RecorderConfigError", "RecorderError", "RecorderParams"]
 
 LOCK_WAIT_S = 10.0
 """How long a (re)start waits for a previous instance's thread to release the dataset."""
@@ -107,6 +107,10 @@ FLAG_HISTORY = 256
 
 class RecorderError(ActorError):
     """The recorder cannot record as configured (the message names the rule broken)."""
+
+
+class RecorderConfigError(RecorderError, ConfigurationError):
+    """The graph gives the recorder nothing it can record; a restart cannot fix it."""
 
 
 # ------------------------------------------------------------------------------- streams
@@ -203,6 +207,7 @@ class RecorderActor(Actor):
         self._keys: list[str] = []
         self._capture_times = False
         self._flag_key: str | None = None
+        self._recorded: tuple[str, ...] = ()  # connected inputs among RECORDED_INPUTS
 
     async def run(self, ctx: ActorContext[RecorderParams], *, task_status: TaskStatus[None]) -> None:
         """Probe the streams, open the dataset, then record until cancelled."""
@@ -216,7 +221,7 @@ class RecorderActor(Actor):
                 for stream in self._streams:
                     tg.start_soon(self._receive_stream, ctx, stream)
                 tg.start_soon(self._receive_control, ctx)
-                if "intervention" in p.record:
+                if "intervention" in self._recorded:
                     tg.start_soon(self._receive_flags, ctx)
                 tg.start_soon(self._tick_loop, ctx)
                 if p.auto_episode_s > 0:
@@ -234,14 +239,18 @@ class RecorderActor(Actor):
 
     async def _probe(self, ctx: ActorContext[RecorderParams]) -> None:
         p = ctx.params
-        for name in (n for n in ALIGNED_INPUTS if n in p.record):
+        try:
+            self._recorded = recorded_inputs(ctx.has_input, p.features)
+        except ValueError as exc:
+            raise RecorderConfigError(f"recorder {ctx.id!r}: {exc}") from None
+        for name in (n for n in ALIGNED_INPUTS if n in self._recorded):
             try:
                 with anyio.fail_after(p.probe_timeout_s):
                     msg = await ctx.input(name).receive()
             except TimeoutError:
                 raise RecorderError(
                     f"recorder {ctx.id!r}: no message on input {name!r} within probe_timeout_s="
-                    f"{p.probe_timeout_s} s; record only connected, producing inputs"
+                    f"{p.probe_timeout_s} s; is its producer running?"
                 ) from None
             except anyio.EndOfStream:
                 raise RecorderError(
@@ -262,7 +271,7 @@ class RecorderActor(Actor):
         features = {s.key: s.feature() for s in self._streams}
         if p.capture_times:
             features[CAPTURE_TIME_KEY] = capture_time_feature([s.key for s in self._streams])
-        if "intervention" in p.record:
+        if "intervention" in self._recorded:
             key = p.features.get("intervention", DEFAULT_KEYS["intervention"])
             features[key] = {"dtype": "bool", "shape": [1], "names": None}
         return features
@@ -291,7 +300,7 @@ class RecorderActor(Actor):
         self._capture_times = p.capture_times
         self._flag_key = (
             p.features.get("intervention", DEFAULT_KEYS["intervention"])
-            if "intervention" in p.record
+            if "intervention" in self._recorded
             else None
         )
         self._worker = WriterThread(writer, capacity=p.pipeline_rows, name=f"rtrun-recorder-{ctx.id}")

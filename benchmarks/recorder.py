@@ -161,7 +161,6 @@ def build(root: Path | None, args: argparse.Namespace) -> rtrun.GraphSpec:
         params = {
             "root": str(root),
             "fps": args.fps,
-            "record": ["state", "action", *cams],
             "preset": args.preset,
         }
         params["codec"] = args.codec

@@ -36,6 +36,7 @@ pytest.importorskip("av")
 
 from rtrun.actors._dataset_check import check_dataset  # noqa: E402
 from rtrun.actors._dataset_writer import WriterStatistics  # noqa: E402
+from rtrun.actors._recorder_params import recorded_inputs  # noqa: E402
 from rtrun.actors._recorder_thread import (  # noqa: E402
     CONTROL_BACKLOG,
     Close,
@@ -45,7 +46,7 @@ from rtrun.actors._recorder_thread import (  # noqa: E402
     _best_effort_scheduling,
 )
 from rtrun.actors.messages import EpisodeControl, Flag, Frame, JointCommand, JointState  # noqa: E402
-from rtrun.actors.recorder import RecorderActor  # noqa: E402
+from rtrun.actors.recorder import RecorderActor, RecorderConfigError  # noqa: E402
 
 JOINTS = ("shoulder_pan.pos", "elbow_flex.pos", "gripper.pos")
 FPS = 30
@@ -164,9 +165,10 @@ class FakeArm(Actor):
 
 
 def recorder_graph(
-    root: Path, *, cams: int = 2, joints: tuple[str, ...] = JOINTS, **params: Any
+    root: Path, *, cams: int = 2, joints: tuple[str, ...] = JOINTS, flags: bool = False, **params: Any
 ) -> rtrun.GraphSpec:
-    """arm + ``cams`` cameras + recorder (inputs as a user writes them: latest, capacity 1)."""
+    """arm + ``cams`` cameras + recorder (inputs as a user writes them: latest, capacity 1);
+    ``flags``: an ``intervention`` input fed by the test (``external``)."""
     latest = {"capacity": 1, "policy": "latest"}
     actors = [rtrun.ActorSpec(id="arm", kind=FakeArm, params={"joints": list(joints)})]
     inputs = {
@@ -177,7 +179,11 @@ def recorder_graph(
     for i in range(cams):
         actors.append(rtrun.ActorSpec(id=f"cam{i}", kind=FakeCamera, params={"fps": FPS}))
         inputs[f"cam{i}"] = rtrun.InputSpec(name=f"cam{i}", source=f"cam{i}/frames", **latest)
-    rec = {"root": str(root), "fps": FPS, "record": ["state", "action", *(f"cam{i}" for i in range(cams))]}
+    if flags:
+        inputs["intervention"] = rtrun.InputSpec(
+            name="intervention", source=None, external=True, capacity=8, policy="drop_oldest"
+        )
+    rec: dict[str, Any] = {"root": str(root), "fps": FPS}
     rec["encoder_queue"] = 64  # virtual time runs ahead of the encoder threads: no drops in tests
     rec.update(params)
     actors.append(
@@ -337,7 +343,7 @@ async def test_discard_reset_set_task_and_rejections(tmp_path: Path) -> None:
 
 async def test_intervention_flag_column(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    spec = recorder_graph(root, cams=0, record=["state", "action", "intervention"], capture_times=False)
+    spec = recorder_graph(root, cams=0, flags=True, capture_times=False)
     async with rtrun.open_graph(spec) as graph:
         await command(graph, "start", "dagger")
         await wait_for(graph, lambda s: s["rows"] >= 5)
@@ -388,10 +394,32 @@ def _chain_text(exc: BaseException) -> str:
 
 
 async def test_bad_params_are_rejected_before_start(tmp_path: Path) -> None:
-    spec = recorder_graph(tmp_path / "ds", record=["state", "cam9"])
-    with pytest.raises(rtrun.GraphError, match="record must list distinct inputs"):
+    spec = recorder_graph(tmp_path / "ds", features={"cam9": "observation.images.x"})
+    with pytest.raises(rtrun.GraphError, match=r"features names unknown inputs \['cam9'\]"):
         async with rtrun.open_graph(spec):
             pytest.fail("must not start")
+
+
+def test_recorded_inputs_are_the_connected_ones() -> None:
+    """No ``record`` list: ``has_input`` tells which inputs are connected."""
+    connected = {"state", "cam1", "intervention", "control"}
+    assert recorded_inputs(connected.__contains__, {}) == ("state", "cam1", "intervention")
+    with pytest.raises(ValueError, match="nothing to record"):
+        recorded_inputs({"intervention", "control"}.__contains__, {})
+    with pytest.raises(ValueError, match=r"not connected: \['cam0'\]"):
+        recorded_inputs(connected.__contains__, {"cam0": "observation.images.top"})
+
+
+async def test_a_feature_for_an_unconnected_input_fails_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = recorder_graph(tmp_path / "ds", cams=0, features={"cam0": "observation.images.top"})
+    with pytest.raises(BaseException) as info:
+        async with rtrun.open_graph(spec):
+            pytest.fail("must not start")
+    text = _chain_text(info.value) + caplog.text  # the start failure, as in the resume test
+    assert "RecorderConfigError" in text and "not connected: ['cam0']" in text, text
+    assert issubclass(RecorderConfigError, rtrun.ConfigurationError)
 
 
 # ------------------------------------------------------------------------------- writer thread

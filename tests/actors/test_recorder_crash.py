@@ -43,7 +43,7 @@ kind = "tests.actors.test_recorder:FakeCamera"
 id = "rec"
 kind = "rtrun.actors.recorder:RecorderActor"
 shutdown_timeout_s = 30.0
-params = {{ root = "{root}", fps = 30, record = ["state", "action", "cam0"], auto_episode_s = 1.0, task = "crash" }}
+params = {{ root = "{root}", fps = 30, auto_episode_s = 1.0, task = "crash" }}
 inputs.state = "arm/state"
 inputs.action = "arm/action"
 inputs.cam0 = "cam0/frames"

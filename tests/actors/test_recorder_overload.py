@@ -66,7 +66,6 @@ def graph(root: Path | None) -> rtrun.GraphSpec:
         latest = {"capacity": 1, "policy": "latest"}
         params = {
             "root": str(root),
-            "record": ["state", "action", "cam0"],
             "preset": "veryslow",
             "encoder_queue": 2,
             "pipeline_rows": 8,
