@@ -118,7 +118,10 @@ in-process. A receiver that *vanished* does not break the sender (its host will 
 
 Module layout: this module is the façade and the design; ``_zenoh_port`` holds the shared
 pieces (codec, constants, port base), ``_zenoh_sender`` the sending end, ``_zenoh_receiver``
-the receiving port and ``_zenoh_receiver_core`` its shared state and Zenoh-thread side.
+the receiving port and ``_zenoh_receiver_core`` its shared state and Zenoh-thread side, which
+keeps the receiving side of the protocol (epochs, sequence gaps, end-of-stream) in the pure
+``_zenoh_protocol`` (tested without Zenoh); the overflow policy is ``_overflow``'s, as on every
+channel.
 
 Scheduling. Every ``send`` and every ``receive`` is a checkpoint, as in-process (issue 15):
 a cancellation point (cancelled, ``receive`` raises and takes nothing, however many items are
@@ -149,11 +152,11 @@ from __future__ import annotations
 from ._zenoh_port import (
     CREDIT_REFRESH_S,
     EOS_BLOCK_TIMEOUT_S,
-    EOS_GRACE_S,
     LOG_INTERVAL_S,
     Codec,
     kernel_codec,
 )
+from ._zenoh_protocol import EOS_GRACE_S
 from ._zenoh_receiver import ZenohReceivePort, open_zenoh_receiver
 from ._zenoh_sender import ZenohSendPort, open_zenoh_sender
 

@@ -13,9 +13,7 @@ from ._wire import MessageType, pack_header_fields
 
 __all__ = [
     "CREDIT_REFRESH_S",
-    "DEAD_EPOCHS_KEPT",
     "EOS_BLOCK_TIMEOUT_S",
-    "EOS_GRACE_S",
     "FRESH",
     "LOG_INTERVAL_S",
     "Codec",
@@ -29,9 +27,6 @@ __all__ = [
 T = TypeVar("T")
 log = logging.getLogger("rtrun.zenoh")
 
-EOS_GRACE_S: Final = 1.0
-"""After END_OF_STREAM, how long to wait for DATA still in flight before counting it lost. Data
-and END_OF_STREAM share a lane, so in practice nothing is waited for; 1 s covers retransmission."""
 EOS_BLOCK_TIMEOUT_S: Final = 2.0
 """``aclose()`` waits at most this long for Zenoh queue room to publish END_OF_STREAM (queues
 drain in well under a millisecond unless the peer is hung; then its lease decides anyway)."""
@@ -39,8 +34,6 @@ CREDIT_REFRESH_S: Final = 1.0
 """A waiting receiver re-announces its grant this often (recovers a lost credit or EOS)."""
 LOG_INTERVAL_S: Final = 10.0
 """Bad input of one reason is logged at most once per this interval per port."""
-DEAD_EPOCHS_KEPT: Final = 16
-"""Retired epochs remembered per receiver (restarts within one run; far more than plausible)."""
 FRESH: Final = 0xFFFF_FFFF_FFFF_FFFF  # CREDIT.consumed of a receiver that has seen no data yet
 
 

@@ -103,15 +103,16 @@ class ZenohReceivePort(PortBase, Generic[T]):
         def ready() -> bool:
             return self._closed or core.ready_locked()
 
-        if core.policy != "block" and core.eos_deadline is None:
+        if core.policy != "block" and core.stream.eos_deadline is None:
             await core.bridge.wait_until(ready)  # no timer needed: the hot path stays cheap
             return
         timeout = CREDIT_REFRESH_S
-        if core.eos_deadline is not None:
-            timeout = max(0.0, min(timeout, core.eos_deadline - anyio.current_time()))
+        deadline = core.stream.eos_deadline
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - anyio.current_time()))
         with anyio.move_on_after(timeout) as scope:
             await core.bridge.wait_until(ready)
-        if scope.cancelled_caught and core.eos is None:
+        if scope.cancelled_caught and core.stream.eos is None:
             with core.bridge.lock:
                 credit = core.credit_locked()
             core.publish(credit)
@@ -120,7 +121,7 @@ class ZenohReceivePort(PortBase, Generic[T]):
         """Wait until a sender of this key is live (its token was seen)."""
         await checkpoint()
         core = self._core
-        await core.bridge.wait_until(lambda: core.epoch is not None and core.epoch in core.live)
+        await core.bridge.wait_until(lambda: core.stream.following_live)
 
     @property
     def last_header(self) -> Header | None:

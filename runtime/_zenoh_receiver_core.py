@@ -41,25 +41,15 @@ from ._wire import (
 )
 from ._zenoh import QOS_CONTROL, ZenohSession
 from ._zenoh_port import (
-    DEAD_EPOCHS_KEPT,
-    EOS_GRACE_S,
     FRESH,
     Codec,
     LogThrottle,
     header_bytes,
     log,
 )
+from ._zenoh_protocol import InboundStream
 
-__all__ = ["BAD_IDS_KEPT", "MAX_SEQUENCE_JUMP", "ReceiverCore"]
-
-MAX_SEQUENCE_JUMP: Final = 1 << 24
-"""A forward jump larger than this within one epoch is implausible (16 M lost samples without a
-lease expiry): the sample is dropped as ``header_sequence_jump`` unless the next one continues
-from it (then the receiver resynchronizes). One forged sample cannot wedge a channel."""
-
-BAD_IDS_KEPT: Final = 64
-"""Ids of the live epoch's undecodable bodies remembered, so a gap over them is not counted
-twice (``body_*`` and ``sequence_gap``); a bound, because forged samples choose their ids."""
+__all__ = ["ReceiverCore"]
 
 Item = tuple[int, HeaderFields, Any]  # (sequence id, header fields, decoded item)
 _DATA: Final = int(MessageType.DATA)
@@ -82,14 +72,7 @@ class ReceiverCore:
     bridge: ThreadBridge = field(default_factory=ThreadBridge)
     rid: int = field(default_factory=lambda: secrets.randbits(32))
     buffer: deque[Item] = field(default_factory=deque)
-    epoch: int | None = None
-    expected: int | None = None
-    jump_to: int | None = None
-    live: set[int] = field(default_factory=set)
-    dead: deque[int] = field(default_factory=lambda: deque(maxlen=DEAD_EPOCHS_KEPT))
-    bad_ids: deque[int] = field(default_factory=lambda: deque(maxlen=BAD_IDS_KEPT))
-    eos: int | None = None
-    eos_deadline: float | None = None
+    stream: InboundStream = field(default_factory=InboundStream)  # epochs, sequence, EOS (pure)
     broken_pending: bool = False
     arrived: int = 0
     received: int = 0
@@ -105,6 +88,11 @@ class ReceiverCore:
     receiving: bool = False  # a receive() is parked (the loop-side mutex: _wait_turn_and_take)
     turn: anyio.Event | None = None  # set when that receive() leaves, if others wait for it
     closed: bool = False
+
+    @property
+    def epoch(self) -> int | None:
+        """The sender incarnation this port follows (see :class:`InboundStream`)."""
+        return self.stream.epoch
 
     def open(self) -> None:
         s, key = self.session, self.key
@@ -143,15 +131,15 @@ class ReceiverCore:
                         return self._on_bad_body(header, exc)
                     bridge = self.bridge
                     with bridge.lock:
-                        seq = header[2]
+                        seq, stream = header[2], self.stream
                         if (  # _deposit_locked's outcome when the live epoch's next id has room
-                            seq == self.expected
-                            and header[5] == self.epoch
+                            seq == stream.expected
+                            and header[5] == stream.epoch
                             and len(self.buffer) < self.capacity
                             and not self.closed
                         ):
                             self.arrived += 1
-                            self.expected, self.jump_to = seq + 1, None  # as _check_sequence_locked
+                            stream.expected, stream.jump_to = seq + 1, None  # as InboundStream.admit
                             self.buffer.append((seq, header, item))
                             due = bridge.notify_locked()
                         else:
@@ -218,15 +206,17 @@ class ReceiverCore:
         not make the real message with that id look stale."""
         self.arrived += 1
         self.drop_locked(reason)
-        if header[5] == self.epoch:
-            self.bad_ids.append(header[2])
+        self.stream.bad_body(header[5], header[2])
 
     def _deposit_locked(self, header: HeaderFields, item: Any) -> bool:
         """Queue one decoded item per the policy; True if the loop must be woken."""
         self.arrived += 1
-        verdict = self._accept_epoch_locked(header[5])
-        if verdict is None:
-            verdict = self._check_sequence_locked(header[2])
+        verdict, lost, stale = self.stream.admit(header[5], header[2])
+        if stale:
+            discard_all(self.buffer, self.dropped, "stale_epoch")
+        if lost:
+            self.arrived += lost
+            self.drop_locked("sequence_gap", lost)
         if verdict is None and self.closed:
             verdict = RECEIVER_CLOSED
         if verdict is not None:
@@ -255,49 +245,13 @@ class ReceiverCore:
             return max(self.capacity + self.peak_waiting, 1)
         return max(self.capacity, 1)
 
-    def _check_sequence_locked(self, seq: int) -> str | None:
-        expected = self.expected
-        if expected is not None and seq < expected:
-            return "stale_sequence"
-        if expected is not None and seq - expected > MAX_SEQUENCE_JUMP and seq != self.jump_to:
-            self.jump_to = seq + 1
-            return "header_sequence_jump"
-        if expected is not None and seq != self.jump_to and seq > expected:
-            gap = seq - expected - sum(1 for bad in set(self.bad_ids) if expected <= bad < seq)
-            if gap:  # (ids already counted as undecodable bodies are not lost twice)
-                self.arrived += gap
-                self.drop_locked("sequence_gap", gap)
-        self.expected, self.jump_to = seq + 1, None
-        return None
-
-    def _accept_epoch_locked(self, epoch: int) -> str | None:
-        if epoch == self.epoch:
-            return None
-        if epoch in self.dead:
-            return "stale_epoch"
-        if epoch in self.live or self.epoch is None or self.epoch not in self.live:
-            self._adopt_locked(epoch)
-            return None
-        return "unknown_epoch"
-
-    def _adopt_locked(self, epoch: int) -> None:
-        """Follow the sender incarnation ``epoch`` and retire the current one. What the current
-        one left in the buffer is kept if it ended with END_OF_STREAM (sent for good: delivered
-        before the new sender's items, as in-process when a closed output reopens), otherwise
-        it is dropped (``stale_epoch``: a crashed or superseded sender)."""
-        if self.epoch is not None and self.epoch not in self.dead:
-            self.dead.append(self.epoch)
-        if self.eos is None:
-            discard_all(self.buffer, self.dropped, "stale_epoch")
-        self.epoch, self.expected, self.jump_to = epoch, None, None
-        self.bad_ids.clear()
-        self.eos = self.eos_deadline = None
-
     def _on_eos(self, header: HeaderFields) -> None:
         with self.bridge.lock:
-            if self._accept_epoch_locked(header[5]) is not None:
+            accepted, stale = self.stream.end_of_stream(header[5], header[2])
+            if stale:
+                discard_all(self.buffer, self.dropped, "stale_epoch")
+            if not accepted:
                 return
-            self.eos = header[2]
             due = self.bridge.notify_locked()
             ack = self.credit_locked(MessageType.END_OF_STREAM_ACK)
         if due:
@@ -313,7 +267,7 @@ class ReceiverCore:
         epoch, number = header[5], header[2]
         with self.bridge.lock:
             old = self.sender_state
-            if epoch in self.dead or (old is not None and old[0] == epoch and old[1] >= number):
+            if epoch in self.stream.dead or (old is not None and old[0] == epoch and old[1] >= number):
                 return  # a retired sender's, or overtaken by a newer state
             self.sender_state = (epoch, number, body.open_ports, body.waiting)
 
@@ -336,22 +290,13 @@ class ReceiverCore:
             self.publish(credit)
 
     def _sender_appeared_locked(self, epoch: int) -> None:
-        self.live.add(epoch)
-        if epoch == self.epoch:
-            return
-        if epoch in self.dead:  # a partition healed: same sender, same epoch -> resume ...
-            if self.epoch is not None and self.epoch in self.live:
-                return  # ... unless a newer sender is live: a superseded one stays retired
-            self.dead.remove(epoch)
-        self._adopt_locked(epoch)
+        if self.stream.sender_appeared(epoch):
+            discard_all(self.buffer, self.dropped, "stale_epoch")
 
     def _sender_vanished_locked(self, epoch: int) -> None:
-        self.live.discard(epoch)
-        if epoch != self.epoch or self.eos is not None:
+        if not self.stream.sender_vanished(epoch):
             return
-        self.dead.append(epoch)
         discard_all(self.buffer, self.dropped, "peer_vanished")
-        self.epoch = self.expected = None
         self.broken_pending = True
         log.warning("%s: sender (epoch %08x) vanished", self.key, epoch)
 
@@ -360,10 +305,11 @@ class ReceiverCore:
         """Build a grant (see the design): the lowest sequence id possibly still buffered, a
         window of capacity + waiting receives, and this end's waiting tasks and open clones."""
         self.credit_counter += 1
-        consumed = FRESH if self.expected is None else self.expected
-        carried = 0  # items a previous sender left (see _adopt_locked): they use up window
+        stream = self.stream
+        consumed = FRESH if stream.expected is None else stream.expected
+        carried = 0  # items an ended previous sender left (InboundStream._adopt): they use window
         for seq, header, _ in self.buffer:
-            if header[5] == self.epoch:
+            if header[5] == stream.epoch:
                 consumed = seq  # the oldest item of the live sender still buffered
                 break
             carried += 1
@@ -376,7 +322,7 @@ class ReceiverCore:
                 open_ports=self.open_clones,
             )
         )
-        return header_bytes(mtype, self.credit_counter, self.epoch or 0), body
+        return header_bytes(mtype, self.credit_counter, stream.epoch or 0), body
 
     def announce(self) -> None:
         """Publish a credit now (this end's state changed)."""
@@ -408,23 +354,14 @@ class ReceiverCore:
                 self.waiting -= 1
             credit = self.credit_locked() if self.policy == "block" else None
             return item, credit
-        if self.eos is not None and self._eos_reached_locked(anyio.current_time()):  # clock: EOS only
-            raise EndOfStream
+        if self.stream.eos is not None:
+            reached, lost = self.stream.end_reached(anyio.current_time())  # (clock: EOS only)
+            if lost:
+                self.arrived += lost
+                self.drop_locked("sequence_gap", lost)
+            if reached:
+                raise EndOfStream
         raise WouldBlock
-
-    def _eos_reached_locked(self, now: float) -> bool:
-        assert self.eos is not None
-        if self.expected is None or self.expected >= self.eos:
-            return True
-        if self.eos_deadline is None:
-            self.eos_deadline = now + EOS_GRACE_S
-            return False
-        if now < self.eos_deadline:
-            return False
-        self.arrived += self.eos - self.expected
-        self.drop_locked("sequence_gap", self.eos - self.expected)
-        self.expected = self.eos
-        return True
 
     def enter_wait(self) -> None:
         """A receive starts waiting: it widens the window by one (``block``: told at once)."""
@@ -445,8 +382,7 @@ class ReceiverCore:
             self.publish(credit)
 
     def ready_locked(self) -> bool:
-        eos_now = self.eos is not None and (self.expected is None or self.expected >= self.eos)
-        return self.closed or self.broken_pending or bool(self.buffer) or eos_now
+        return self.closed or self.broken_pending or bool(self.buffer) or self.stream.ended
 
     def statistics(self) -> ChannelStatistics:
         """The receiving end's view (what each field means: ``rtrun._zenoh_channel``)."""
@@ -468,10 +404,11 @@ class ReceiverCore:
     def _sender_view_locked(self) -> tuple[int, int]:
         """(open send ports, tasks waiting in send) of the live sender: its latest
         SENDER_STATE, else (1, 0); (0, 0) without a live sender or after END_OF_STREAM."""
-        if self.epoch not in self.live or self.eos is not None:
+        stream = self.stream
+        if not stream.following_live or stream.eos is not None:
             return 0, 0
         state = self.sender_state
-        if state is None or state[0] != self.epoch:
+        if state is None or state[0] != stream.epoch:
             return 1, 0
         return state[2], state[3]
 
