@@ -219,7 +219,7 @@ class Senders:
     def __init__(self, session: Any, size: int) -> None:
         import numpy as np
         import zenoh
-        from rtrun._zenoh import Qos
+        from rtrun import QoS
         from rtrun._zenoh_channel import open_zenoh_sender
 
         key = keys(size)
@@ -228,7 +228,8 @@ class Senders:
             congestion_control=zenoh.CongestionControl.DROP,
             reliability=zenoh.Reliability.RELIABLE,
         )
-        self.port = open_zenoh_sender(session, key["rtrun"], policy="drop_oldest", qos=Qos())  # = bare QoS
+        bare = QoS(reliability="reliable")  # = the bare publisher's QoS
+        self.port = open_zenoh_sender(session, key["rtrun"], policy="drop_oldest", qos=bare)
         self.hop = _bench_message()
         self.data = np.zeros(rtrun_data_len(size), np.uint8)
         self.data.flags.writeable = False

@@ -38,6 +38,7 @@ from typing import Any, Final
 
 from ._actor import Actor
 from ._errors import GraphError, GraphProblem
+from ._qos import QoS as QoS
 from ._restart import Backoff
 from ._suggest import did_you_mean
 from ._toml_lines import line_of, locate
@@ -65,20 +66,6 @@ DEFAULT_SHUTDOWN_TIMEOUT_S: Final = 5.0
 """OTP's default shutdown for workers is 5 s; long enough for a torque-off and a port close."""
 DEFAULT_START_TIMEOUT_S: Final = 30.0
 """A USB camera can take several seconds to deliver its first frame; 30 s catches real hangs."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QoS:
-    """Zenoh quality of service of one cross-host channel (ignored in-process)."""
-
-    reliability: str = "best_effort"
-    """``best_effort`` (frames, observations) or ``reliable`` (action chunks, control)."""
-    congestion: str = "drop"
-    """Always ``drop``: a data publisher never blocks on one slow or dead peer."""
-    priority: str = "data"
-    """Zenoh priority: ``real_time``, ``interactive_high``, ``interactive_low``, ``data_high``, ``data``, ``data_low``, ``background``."""
-    express: bool = False
-    """Send without batching (lower latency, more packets)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

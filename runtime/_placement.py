@@ -112,15 +112,13 @@ class Transport:
 
     def sender(self, edge: Edge) -> Any:
         """The send port a local output feeds a remote edge through."""
-        from ._zenoh import Qos
         from ._zenoh_channel import open_zenoh_sender
 
-        qos = edge.input.qos
         port = open_zenoh_sender(
             self.session,
             edge_key(self.compiled.spec.name, edge),
             policy=edge.input.policy,  # type: ignore[arg-type]
-            qos=Qos(reliability=qos.reliability, priority=qos.priority, express=qos.express),  # type: ignore[arg-type]
+            qos=edge.input.qos,  # the graph's QoS is the transport's (validated with the graph)
         )
         return self._track(port)
 

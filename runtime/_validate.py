@@ -54,10 +54,6 @@ __all__ = [
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 RESTART_TYPES: Final = ("permanent", "transient", "temporary")
 STRATEGIES: Final = ("one_for_one", "one_for_all", "rest_for_one")
-RELIABILITY: Final = ("best_effort", "reliable")
-PRIORITIES: Final = (
-    "real_time", "interactive_high", "interactive_low", "data_high", "data", "data_low", "background",
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -313,16 +309,8 @@ def _check_input(
 
 
 def _check_qos(check: _Check, where: str, inp: InputSpec) -> None:
-    qos = inp.qos
-    if qos.reliability not in RELIABILITY:
-        check.add(where, f"qos.reliability must be one of {', '.join(RELIABILITY)}, got {qos.reliability!r}")
-    if qos.congestion != "drop":
-        check.add(
-            where,
-            f"qos.congestion must be 'drop': a data channel never blocks a publisher (got {qos.congestion!r})",
-        )
-    if qos.priority not in PRIORITIES:
-        check.add(where, f"qos.priority must be one of {', '.join(PRIORITIES)}, got {qos.priority!r}")
+    for problem in inp.qos.problems():
+        check.add(where, problem)
 
 
 def _kind_name(actor: CompiledActor) -> str:

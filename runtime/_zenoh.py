@@ -5,9 +5,10 @@ Theory of operation
 One :class:`ZenohSession` per process (``open_session``), opened from :class:`ZenohSettings`.
 It wraps the zenoh session so that the rest of rtrun never touches zenoh objects:
 
-* publishers get a :class:`Qos` (reliability, congestion control, priority, express). Data
-  publishers may only use congestion control ``drop`` -- ``block`` on a data key would let one
-  dead or slow peer stall the publishing actor (and Zenoh's TX thread), so :class:`Qos` refuses it;
+* publishers get a :class:`~rtrun.QoS` (reliability, congestion control, priority, express),
+  the graph's own type (:mod:`rtrun._qos`). Data publishers may only use congestion control
+  ``drop`` -- ``block`` on a data key would let one dead or slow peer stall the publishing actor
+  (and Zenoh's TX thread), so :meth:`ZenohSession.declare_publisher` refuses it;
 * subscriber callbacks receive ``(payload: bytes, attachment: bytes | None)``: one copy out of
   Zenoh's buffer (shared memory above ~3 KB), done on Zenoh's thread. Callbacks given here must
   only deposit into an :class:`rtrun._bridge.ThreadBridge`-guarded structure;
@@ -32,10 +33,10 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ._errors import TransportError
+from ._qos import QoS
 from ._wire import host_token_key, host_token_pattern
 from ._zenoh_config import ZenohSettings, to_zenoh_config
 
@@ -46,7 +47,7 @@ __all__ = [
     "QOS_ACTION",
     "QOS_CONTROL",
     "QOS_OBSERVATION",
-    "Qos",
+    "QoS",
     "ZenohSession",
     "declare_presence",
     "open_router",
@@ -54,21 +55,6 @@ __all__ = [
     "run_router",
     "watch_presence",
 ]
-
-Reliability = Literal["reliable", "best_effort"]
-Congestion = Literal["drop", "block"]
-PriorityName = Literal[
-    "real_time", "interactive_high", "interactive_low", "data_high", "data", "data_low", "background"
-]
-_PRIORITIES = (
-    "real_time",
-    "interactive_high",
-    "interactive_low",
-    "data_high",
-    "data",
-    "data_low",
-    "background",
-)
 
 SampleCallback = Callable[[bytes, "bytes | None"], None]
 """``callback(payload, attachment)``, run on a Zenoh thread."""
@@ -78,40 +64,11 @@ PeerCallback = Callable[[str, str, bool], None]
 """``callback(token_key, alive)``, run on a Zenoh thread."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Qos:
-    """Quality of service of one publisher (one channel direction)."""
-
-    reliability: Reliability = "reliable"
-    """``reliable``: retransmitted on link errors; ``best_effort``: may be lost."""
-    congestion: Congestion = "drop"
-    """``drop`` (data and control) or ``block`` (only for one-shot control puts, never data)."""
-    priority: PriorityName = "data"
-    """Zenoh priority lane; higher lanes overtake lower ones under load."""
-    express: bool = False
-    """Send immediately without batching (lower latency for small, urgent messages)."""
-    data: bool = True
-    """Whether this QoS is used for a data key (then ``block`` is refused)."""
-
-    def __post_init__(self) -> None:
-        if self.reliability not in ("reliable", "best_effort"):
-            raise TransportError(f"QoS reliability {self.reliability!r}: use reliable/best_effort")
-        if self.congestion not in ("drop", "block"):
-            raise TransportError(f"QoS congestion {self.congestion!r}: use drop/block")
-        if self.priority not in _PRIORITIES:
-            raise TransportError(f"QoS priority {self.priority!r}: one of {_PRIORITIES}")
-        if self.data and self.congestion == "block":
-            raise TransportError(
-                "QoS congestion 'block' is not allowed on data keys: one dead peer would stall "
-                "the publisher (use 'drop'; 'block' channels get end-to-end credits instead)"
-            )
-
-
-QOS_OBSERVATION = Qos(reliability="best_effort", congestion="drop", priority="data")
+QOS_OBSERVATION = QoS(reliability="best_effort", congestion="drop", priority="data")
 """Frames and observations: newest wins, losing one is harmless."""
-QOS_ACTION = Qos(reliability="reliable", congestion="drop", priority="data_high", express=True)
+QOS_ACTION = QoS(reliability="reliable", congestion="drop", priority="data_high", express=True)
 """Action chunks: reliable, never blocking, ahead of bulk data, unbatched."""
-QOS_CONTROL = Qos(reliability="reliable", congestion="drop", priority="interactive_high", express=False)
+QOS_CONTROL = QoS(reliability="reliable", congestion="drop", priority="interactive_high", express=False)
 """rtrun's own control samples (credits): small, urgent, on their own lane. Not ``express``:
 express samples bypass batching into a tiny queue that drops under load (bursts of 3+ credits
 lost 10-35 % on a loaded 2-core machine, stalling a rendezvous until the 1 s credit refresh);
@@ -124,7 +81,9 @@ def _zenoh() -> Any:
     return zenoh
 
 
-def _qos_kwargs(qos: Qos) -> dict[str, Any]:
+def _qos_kwargs(qos: QoS, *, data: bool) -> dict[str, Any]:
+    if problems := qos.problems(data=data):
+        raise TransportError(f"invalid QoS {qos}: {'; '.join(problems)}")
     z = _zenoh()
     return {
         "congestion_control": getattr(z.CongestionControl, qos.congestion.upper()),
@@ -238,14 +197,16 @@ class ZenohSession:
         """Zenoh id of this session (diagnostics)."""
         return str(self._session.info.zid())
 
-    def declare_publisher(self, key: str, qos: Qos) -> Publisher:
-        """Declare a publisher on ``key`` with ``qos``."""
+    def declare_publisher(self, key: str, qos: QoS, *, data: bool = True) -> Publisher:
+        """Declare a publisher on ``key`` with ``qos``; ``data=False`` (rtrun's own control keys)
+        allows congestion ``block``. An invalid ``qos`` raises :class:`TransportError`."""
+        kwargs = _qos_kwargs(qos, data=data)
         with _mapped(f"declaring a publisher on {key!r}"):
-            return Publisher(self._session.declare_publisher(key, **_qos_kwargs(qos)), key)
+            return Publisher(self._session.declare_publisher(key, **kwargs), key)
 
-    def put(self, key: str, payload: bytes, attachment: bytes, qos: Qos) -> None:
-        """One-shot put (reliability is the session default); never ``block`` from the loop."""
-        kwargs = _qos_kwargs(qos)
+    def put(self, key: str, payload: bytes, attachment: bytes, qos: QoS) -> None:
+        """One-shot control put (reliability is the session default); never ``block`` from the loop."""
+        kwargs = _qos_kwargs(qos, data=False)
         del kwargs["reliability"]  # per-put reliability does not exist: a publisher's property
         with _mapped(f"put on {key!r}"):
             self._session.put(key, payload, attachment=attachment, **kwargs)

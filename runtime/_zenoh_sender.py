@@ -7,7 +7,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Final, Generic, NoReturn, TypeVar
 
@@ -39,7 +39,7 @@ from ._wire import (
     unpack_credit,
     unpack_header,
 )
-from ._zenoh import Qos, ZenohSession, new_epoch
+from ._zenoh import QoS, ZenohSession, new_epoch
 from ._zenoh_port import (
     EOS_BLOCK_TIMEOUT_S,
     FRESH,
@@ -58,6 +58,8 @@ _DATA_BATCH = int(MessageType.DATA_BATCH)
 _pack_header = HEADER_STRUCT.pack  # (the hot path's header: no per-field checks)
 _now_ns = time.monotonic_ns
 
+QOS_DEFAULT = QoS(reliability="reliable")
+"""QoS of a sender opened without one: reliable, congestion ``drop``, priority ``data``."""
 BATCH_MAX_MESSAGES = 32
 """A batch is published as soon as it holds this many messages..."""
 BATCH_MAX_BYTES = 64 * 1024
@@ -97,7 +99,7 @@ class _SenderCore:
     session: ZenohSession
     key: str
     policy: str
-    qos: Qos
+    qos: QoS
     codec: Codec
     bridge: ThreadBridge = field(default_factory=ThreadBridge)
     seq: int = 0
@@ -137,12 +139,9 @@ class _SenderCore:
         self.put, self.put_error = self.publisher.unguarded_put()
         # END_OF_STREAM rides the data lane (same priority, reliable) so it arrives after the
         # data; the BLOCK twin is used only from a worker thread by aclose() (see there).
-        lane = {"reliability": "reliable", "priority": self.qos.priority, "express": self.qos.express}
-        self.eos_publisher = s.declare_publisher(key, Qos(**lane))  # type: ignore[arg-type]
-        self.eos_block_publisher = s.declare_publisher(
-            key,
-            Qos(congestion="block", data=False, **lane),  # type: ignore[arg-type]
-        )
+        lane = replace(self.qos, reliability="reliable", congestion="drop")
+        self.eos_publisher = s.declare_publisher(key, lane)
+        self.eos_block_publisher = s.declare_publisher(key, replace(lane, congestion="block"), data=False)
         self.resources += [self.publisher, self.eos_publisher, self.eos_block_publisher]
         self.resources.append(s.declare_subscriber(credit_key(key), self._on_credit))
         self.resources.append(
@@ -558,7 +557,7 @@ def open_zenoh_sender(
     key: str,
     *,
     policy: OverflowPolicy = "block",
-    qos: Qos | None = None,
+    qos: QoS | None = None,
     codec: Codec | None = None,
 ) -> ZenohSendPort[Any]:
     """Open the sending end of the cross-host channel ``key`` (a :func:`~rtrun._wire.channel_key`).
@@ -568,7 +567,7 @@ def open_zenoh_sender(
     """
     check_overflow(1 if policy != "block" else 0, policy)
     core = _SenderCore(
-        session=session, key=key, policy=policy, qos=qos or Qos(), codec=codec or kernel_codec(None)
+        session=session, key=key, policy=policy, qos=qos or QOS_DEFAULT, codec=codec or kernel_codec(None)
     )
     port: ZenohSendPort[Any] = ZenohSendPort._create(core)  # counted before any credit can arrive
     try:
