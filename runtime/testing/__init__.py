@@ -1,4 +1,5 @@
-"""Public test kit for rtrun: conformance suites, generic test actors and hypothesis strategies.
+"""Public test kit for rtrun: conformance suites, generic test actors, hypothesis strategies and
+an in-memory transport (MockNetwork) for the cross-host channel ports.
 
 Importing this package is cheap; hypothesis is only imported when a strategy is built.
 """
@@ -15,6 +16,8 @@ from ._conformance import ChannelFactory as ChannelFactory
 from ._conformance import ConformanceOptions as ConformanceOptions
 from ._conformance import check_channel as check_channel
 from ._conformance import memory_channel_factory as memory_channel_factory
+from ._mock_transport import MockNetwork as MockNetwork
+from ._mock_transport import MockSession as MockSession
 from ._strategies import message_strategy as message_strategy
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "Count",
     "CounterSource",
     "Crasher",
+    "MockNetwork",
+    "MockSession",
     "Relay",
     "SlowStart",
     "check_channel",
