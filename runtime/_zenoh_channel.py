@@ -118,10 +118,11 @@ in-process. A receiver that *vanished* does not break the sender (its host will 
 
 Module layout: this module is the façade and the design; ``_zenoh_port`` holds the shared
 pieces (codec, constants, port base), ``_zenoh_sender`` the sending end, ``_zenoh_receiver``
-the receiving port and ``_zenoh_receiver_core`` its shared state and Zenoh-thread side, which
-keeps the receiving side of the protocol (epochs, sequence gaps, end-of-stream) in the pure
-``_zenoh_protocol`` (tested without Zenoh); the overflow policy is ``_overflow``'s, as on every
-channel.
+the receiving port and ``_zenoh_receiver_core`` its shared state and Zenoh-thread side. The
+protocol's state machines are pure, in ``_zenoh_protocol`` (tested without Zenoh): the
+receiving side's epochs, sequence gaps and end-of-stream, the sending side's credit ledger;
+the overflow policy is ``_overflow``'s, as on every channel. ``rtrun.testing.MockNetwork``
+runs both ends over an in-memory transport with loss, latency and vanish faults.
 
 Scheduling. Every ``send`` and every ``receive`` is a checkpoint, as in-process (issue 15):
 a cancellation point (cancelled, ``receive`` raises and takes nothing, however many items are

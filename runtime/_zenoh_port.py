@@ -14,7 +14,6 @@ from ._wire import MessageType, pack_header_fields
 __all__ = [
     "CREDIT_REFRESH_S",
     "EOS_BLOCK_TIMEOUT_S",
-    "FRESH",
     "LOG_INTERVAL_S",
     "Codec",
     "LogThrottle",
@@ -34,7 +33,6 @@ CREDIT_REFRESH_S: Final = 1.0
 """A waiting receiver re-announces its grant this often (recovers a lost credit or EOS)."""
 LOG_INTERVAL_S: Final = 10.0
 """Bad input of one reason is logged at most once per this interval per port."""
-FRESH: Final = 0xFFFF_FFFF_FFFF_FFFF  # CREDIT.consumed of a receiver that has seen no data yet
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

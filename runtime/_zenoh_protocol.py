@@ -1,5 +1,6 @@
-"""The receiving side of the Zenoh channel protocol, without Zenoh: epochs, sequence gaps and
-end-of-stream as a pure state machine (sans-io, in the manner of h11).
+"""The Zenoh channel protocol without Zenoh: the receiving side's epochs, sequence gaps and
+end-of-stream, and the sending side's credit ledger, as pure state machines (sans-io, in the
+manner of h11).
 
 Theory of operation
 -------------------
@@ -31,6 +32,15 @@ Epoch table (``e`` is the event's epoch, ``cur`` the followed one)::
 Adopting ``e`` retires ``cur`` (remembered, at most :data:`DEAD_EPOCHS_KEPT`), restarts the
 sequence and forgets the end of stream; the buffered items are stale unless ``cur`` had ended.
 
+Credits (sending side). :class:`OutboundCredits` is what a sender knows of its receiving ports:
+one :class:`Grant` per live receiver (its latest CREDIT: ``consumed``, ``window``, waiting tasks,
+open clones), and the receivers closed on purpose (RECEIVER_CLOSED). A ``block`` sender may
+publish id ``s`` only while ``s < consumed + window`` for every live receiver; grants are
+numbered, so an older one arriving late is ignored; a credit that names another epoch (the
+receiver still follows a previous sender) or no data yet (``FRESH``) grants from the sender's
+next id. Once every receiver closed on purpose, and none is left, sending is *broken*; a
+receiver that merely vanished does not break the sender (its host will be restarted).
+
 Sequence ids within an epoch arrive in order (one publisher, one priority lane): an older id is
 ``stale_sequence``; a jump forward counts the skipped ids as lost (``sequence_gap``), except ids
 already counted as undecodable bodies; an implausible jump (> :data:`MAX_SEQUENCE_JUMP`) is
@@ -47,9 +57,12 @@ __all__ = [
     "BAD_IDS_KEPT",
     "DEAD_EPOCHS_KEPT",
     "EOS_GRACE_S",
+    "FRESH",
     "MAX_SEQUENCE_JUMP",
     "Admission",
+    "Grant",
     "InboundStream",
+    "OutboundCredits",
 ]
 
 MAX_SEQUENCE_JUMP: Final = 1 << 24
@@ -61,6 +74,8 @@ BAD_IDS_KEPT: Final = 64
 twice (``body_*`` and ``sequence_gap``); a bound, because forged samples choose their ids."""
 DEAD_EPOCHS_KEPT: Final = 16
 """Retired epochs remembered per receiver (restarts within one run; far more than plausible)."""
+FRESH: Final = 0xFFFF_FFFF_FFFF_FFFF
+"""CREDIT ``consumed`` of a receiver that has seen no data of the epoch it follows yet."""
 EOS_GRACE_S: Final = 1.0
 """After END_OF_STREAM, how long to wait for DATA still in flight before counting it lost. Data
 and END_OF_STREAM share a lane, so in practice nothing is waited for; 1 s covers retransmission."""
@@ -206,3 +221,83 @@ class InboundStream:
                 lost = seq - expected - self._bad_between(expected, seq)
         self.expected, self.jump_to = seq + 1, None
         return None, lost
+
+
+@dataclass(eq=False, slots=True)
+class Grant:
+    """One live receiving port, as its latest credit describes it."""
+
+    consumed: int | None = None
+    """Every id below it was consumed (``None``: no credit yet)."""
+    window: int = 0
+    """Its capacity plus its waiting receives."""
+    counter: int = -1
+    """The latest credit's number (-1: none yet)."""
+    waiting: int = 0
+    """Tasks waiting in its ``receive``."""
+    open_ports: int = 1
+    """Its open clones (a live token without a credit yet: one port)."""
+
+
+@dataclass(eq=False, slots=True)
+class OutboundCredits:
+    """A sender's view of its receivers (see "Credits" in the module docstring)."""
+
+    epoch: int
+    """The sender's own epoch."""
+    receivers: dict[int, Grant] = field(default_factory=dict)
+    """Live receiving ports by receiver id."""
+    closed: set[int] = field(default_factory=set)
+    """Receivers closed on purpose (RECEIVER_CLOSED): never live again."""
+
+    @property
+    def broken(self) -> bool:
+        """Every receiver closed on purpose and none is left: ``send`` raises."""
+        return bool(self.closed) and not self.receivers
+
+    def receiver_token(self, rid: int, alive: bool) -> None:
+        """A receiver's liveliness token appeared or vanished."""
+        if not alive:
+            self.receivers.pop(rid, None)
+        elif rid not in self.closed:
+            self.receivers.setdefault(rid, Grant())
+
+    def receiver_closed(self, rid: int) -> None:
+        """RECEIVER_CLOSED from ``rid``."""
+        self.receivers.pop(rid, None)
+        self.closed.add(rid)
+
+    def credit(
+        self, rid: int, number: int, epoch: int, fields: tuple[int, int, int, int], next_seq: int
+    ) -> bool:
+        """CREDIT number ``number`` from ``rid`` following ``epoch``, with ``fields`` =
+        ``(window, consumed, waiting, open_ports)``; ``next_seq`` is the sender's next id.
+        Returns True if it was that receiver's first credit."""
+        if rid in self.closed:
+            return False
+        grant = self.receivers.setdefault(rid, Grant())
+        if number <= grant.counter:
+            return False  # an older grant overtaken by a newer one
+        first = grant.counter < 0
+        window, consumed, grant.waiting, grant.open_ports = fields
+        grant.counter, grant.window = number, window
+        if consumed == FRESH or epoch != self.epoch:
+            grant.consumed = next_seq if grant.consumed is None else grant.consumed
+        else:
+            grant.consumed = max(consumed, grant.consumed or 0)
+        return first
+
+    def may_send(self, seq: int) -> bool:
+        """``block``: whether id ``seq`` is within every live receiver's window."""
+        grants = self.receivers.values()
+        return bool(grants) and all(g.consumed is not None and seq < g.consumed + g.window for g in grants)
+
+    def view(self, *, block: bool) -> tuple[int, int | None, int, int]:
+        """For ``statistics()``: ``(capacity, consumed, open receive ports, waiting receives)``;
+        ``consumed`` (the lowest acknowledged) only on ``block``, else ``None``."""
+        grants = list(self.receivers.values())
+        credited = [g for g in grants if g.consumed is not None]
+        capacity = min((g.window - g.waiting for g in credited), default=0)
+        consumed = min((g.consumed for g in credited if g.consumed is not None), default=None)
+        waiting = sum(g.waiting for g in grants) if block else 0
+        return capacity, consumed if block else None, sum(g.open_ports for g in grants), waiting

@@ -41,13 +41,12 @@ from ._wire import (
 )
 from ._zenoh import QOS_CONTROL, ZenohSession
 from ._zenoh_port import (
-    FRESH,
     Codec,
     LogThrottle,
     header_bytes,
     log,
 )
-from ._zenoh_protocol import InboundStream
+from ._zenoh_protocol import FRESH, InboundStream
 
 __all__ = ["ReceiverCore"]
 

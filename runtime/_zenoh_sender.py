@@ -24,8 +24,6 @@ from ._overflow import OverflowPolicy, check_overflow
 from ._wire import (
     HEADER_SCHEMA_VERSION,
     HEADER_STRUCT,
-    CreditBody,
-    Header,
     HeaderError,
     KeyExprError,
     MessageType,
@@ -42,13 +40,13 @@ from ._wire import (
 from ._zenoh import QoS, ZenohSession, new_epoch
 from ._zenoh_port import (
     EOS_BLOCK_TIMEOUT_S,
-    FRESH,
     Codec,
     PortBase,
     header_bytes,
     kernel_codec,
     log,
 )
+from ._zenoh_protocol import OutboundCredits
 
 __all__ = ["ZenohSendPort", "open_zenoh_sender"]
 
@@ -84,17 +82,6 @@ runnable; otherwise the other thread runs first, as it would at the sender's nex
 
 
 @dataclass(eq=False, slots=True)
-class _Grant:
-    """One live receiving port, as its latest credit describes it."""
-
-    consumed: int | None = None  # None: no credit yet
-    window: int = 0  # its capacity + its waiting receives
-    counter: int = -1  # the latest credit's number (-1: none yet)
-    waiting: int = 0  # tasks waiting in its receive
-    open_ports: int = 1  # its open clones (a live token without credit yet: one port)
-
-
-@dataclass(eq=False, slots=True)
 class _SenderCore:
     session: ZenohSession
     key: str
@@ -104,8 +91,7 @@ class _SenderCore:
     bridge: ThreadBridge = field(default_factory=ThreadBridge)
     seq: int = 0
     open_clones: int = 0
-    receivers: dict[int, _Grant] = field(default_factory=dict)
-    closed_receivers: set[int] = field(default_factory=set)
+    credits: OutboundCredits = field(default_factory=lambda: OutboundCredits(0))  # (pure: see open)
     dropped: dict[str, int] = field(default_factory=dict)
     waiting: int = 0  # tasks waiting in send (for credit), every clone
     state_counter: int = 0  # numbers SENDER_STATE samples
@@ -133,6 +119,7 @@ class _SenderCore:
         # END_OF_STREAM an actor restarted in the same session opens a new sender on the same
         # key, and its receivers must tell the two apart (issue 15, see the design).
         self.epoch = new_epoch()
+        self.credits = OutboundCredits(self.epoch)
         self.publisher = s.declare_publisher(key, self.qos)
         # Only _put uses it, always under bridge.lock, and it is never closed before the
         # session (see the design): its wrapper's lock is redundant on the hot path.
@@ -156,10 +143,7 @@ class _SenderCore:
         except KeyExprError:  # not an rtrun receiver token: ignore it
             return
         with self.bridge.lock:
-            if alive and rid not in self.closed_receivers:
-                self.receivers.setdefault(rid, _Grant())
-            elif not alive:
-                self.receivers.pop(rid, None)
+            self.credits.receiver_token(rid, alive)
             due = self.bridge.notify_locked()
         if due:
             self.bridge.wake()
@@ -176,12 +160,12 @@ class _SenderCore:
         with self.bridge.lock:
             rid = body.receiver_id
             if header.message_type is MessageType.RECEIVER_CLOSED:
-                self.receivers.pop(rid, None)
-                self.closed_receivers.add(rid)
+                self.credits.receiver_closed(rid)
             elif header.message_type is MessageType.END_OF_STREAM_ACK:
                 self.eos_acked = self.eos_acked or (header.session_epoch == self.epoch and self.eos_sent)
-            elif header.message_type is MessageType.CREDIT and rid not in self.closed_receivers:
-                first = self._apply_credit_locked(header, body)
+            elif header.message_type is MessageType.CREDIT and rid not in self.credits.closed:
+                fields = (body.window, body.consumed, body.waiting, body.open_ports)
+                first = self.credits.credit(rid, header.sequence_id, header.session_epoch, fields, self.seq)
                 tell_state = first and (self.open_clones, self.waiting) != (1, 0)  # (1, 0): assumed
                 resend_eos = self.eos_sent and not self.eos_acked
             due = self.bridge.notify_locked()
@@ -192,32 +176,12 @@ class _SenderCore:
         if tell_state:
             self.publish_state()
 
-    def _apply_credit_locked(self, header: Header, body: CreditBody) -> bool:
-        """Record a receiver's credit; True if it is that receiver's first."""
-        grant = self.receivers.setdefault(body.receiver_id, _Grant())
-        if header.sequence_id <= grant.counter:
-            return False  # an older grant overtaken by a newer one
-        first = grant.counter < 0
-        grant.counter = header.sequence_id
-        grant.window, grant.waiting, grant.open_ports = body.window, body.waiting, body.open_ports
-        if body.consumed == FRESH or header.session_epoch != self.epoch:
-            grant.consumed = self.seq if grant.consumed is None else grant.consumed
-        else:
-            grant.consumed = max(body.consumed, grant.consumed or 0)
-        return first
-
     # event loop --------------------------------------------------------------------------
     def broken_locked(self) -> bool:
-        return bool(self.closed_receivers) and not self.receivers
+        return self.credits.broken
 
     def has_credit_locked(self) -> bool:
-        if self.policy != "block":
-            return True
-        if not self.receivers:
-            return False
-        return all(
-            g.consumed is not None and self.seq < g.consumed + g.window for g in self.receivers.values()
-        )
+        return self.policy != "block" or self.credits.may_send(self.seq)
 
     def encode_item(self, item: Any) -> bytes:
         """``item``'s body. With the kernel codec, the flat encode of the last class seen is
@@ -379,21 +343,18 @@ class _SenderCore:
     def statistics(self) -> ChannelStatistics:
         """The sending end's view (what each field means: ``rtrun._zenoh_channel``)."""
         with self.bridge.lock:
-            grants = list(self.receivers.values())
-            acked = [g.consumed for g in grants if g.consumed is not None]
-            block = self.policy == "block"
-            consumed = min(acked) if block and acked else None
+            capacity, consumed, receive_ports, waiting = self.credits.view(block=self.policy == "block")
             return ChannelStatistics(
-                capacity=min((g.window - g.waiting for g in grants if g.consumed is not None), default=0),
+                capacity=capacity,
                 policy=self.policy,
                 sent=self.seq + len(self.pending),
                 received=consumed or 0,
                 dropped=MappingProxyType(dict(self.dropped)),
                 queued=0 if consumed is None else self.seq - consumed,
                 open_send_ports=self.open_clones,
-                open_receive_ports=sum(g.open_ports for g in grants),
+                open_receive_ports=receive_ports,
                 tasks_waiting_send=self.waiting,
-                tasks_waiting_receive=sum(g.waiting for g in grants) if block else 0,
+                tasks_waiting_receive=waiting,
             )
 
 
@@ -410,7 +371,7 @@ class ZenohSendPort(PortBase, Generic[T]):
         with core.bridge.lock:
             if self._closed:
                 raise ClosedResourceError
-            if core.closed_receivers and core.broken_locked():
+            if core.credits.closed and core.credits.broken:
                 raise BrokenResourceError
             if core.policy == "block" and not core.has_credit_locked():
                 raise WouldBlock
@@ -439,7 +400,7 @@ class ZenohSendPort(PortBase, Generic[T]):
             else:
                 body = core.encode_item(item)
             with core.bridge.lock:
-                if core.closed_receivers and core.broken_locked():
+                if core.credits.closed and core.credits.broken:
                     raise BrokenResourceError
                 published = core.publish_locked(body, may_open=False)
             if published:
@@ -474,7 +435,7 @@ class ZenohSendPort(PortBase, Generic[T]):
         """Wait until a receiving port of this key is live (its token was seen)."""
         await checkpoint()
         core = self._core
-        await core.bridge.wait_until(lambda: bool(core.receivers))
+        await core.bridge.wait_until(lambda: bool(core.credits.receivers))
 
     def set_episode(self, episode_id: int) -> None:
         """Stamp later messages with ``episode_id`` (u32) in the header."""
@@ -539,7 +500,7 @@ class ZenohSendPort(PortBase, Generic[T]):
             # Wait for the receiver's acknowledgement: it processed everything sent before the
             # END_OF_STREAM, so closing the session right after cannot turn "closed" into
             # "vanished" on the far side.
-            await core.bridge.wait_until(lambda: core.eos_acked or not core.receivers)
+            await core.bridge.wait_until(lambda: core.eos_acked or not core.credits.receivers)
 
     def statistics(self) -> ChannelStatistics:
         """The sending end's view: own counters, the receivers' as their credits report them

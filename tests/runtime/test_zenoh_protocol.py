@@ -1,5 +1,6 @@
-"""rtrun._zenoh_protocol: the receiving side of the channel protocol, driven synchronously
-(no Zenoh, no event loop): the epoch table, sequence gaps, bad bodies and end-of-stream."""
+"""rtrun._zenoh_protocol: the channel protocol driven synchronously (no Zenoh, no event loop):
+the receiving side's epoch table, sequence gaps, bad bodies and end-of-stream, and the sending
+side's credit ledger."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from hypothesis import strategies as st
 from rtrun._zenoh_protocol import (
     DEAD_EPOCHS_KEPT,
     EOS_GRACE_S,
+    FRESH,
     MAX_SEQUENCE_JUMP,
     Admission,
     InboundStream,
+    OutboundCredits,
 )
 
 E1, E2, E3 = 0x11, 0x22, 0x33
@@ -158,3 +161,59 @@ def test_bad_bodies_of_other_epochs_are_not_remembered(epoch: int) -> None:
     stream = following(E1, seen=1)
     stream.bad_body(epoch, 1)
     assert list(stream.bad_ids) == []
+
+
+# the sending side's credit ledger ----------------------------------------------------------
+
+R1, R2 = 0xA1, 0xA2
+
+
+def credits_with(*rids: int) -> OutboundCredits:
+    ledger = OutboundCredits(E1)
+    for rid in rids:
+        ledger.receiver_token(rid, True)
+    return ledger
+
+
+def test_block_sends_only_within_every_receivers_window() -> None:
+    ledger = credits_with(R1, R2)
+    assert not ledger.may_send(0)  # tokens seen, no credit yet
+    assert ledger.credit(R1, 1, E1, (2, 0, 0, 1), next_seq=0)  # window 2 from id 0
+    assert not ledger.may_send(0)  # R2 has not credited
+    ledger.credit(R2, 1, E1, (1, 0, 0, 1), next_seq=0)
+    assert ledger.may_send(0) and not ledger.may_send(1)  # the smaller window bounds
+    ledger.credit(R2, 2, E1, (1, 1, 0, 1), next_seq=1)  # R2 consumed id 0
+    assert ledger.may_send(1) and not ledger.may_send(2)
+
+
+def test_an_older_credit_arriving_late_is_ignored() -> None:
+    ledger = credits_with(R1)
+    ledger.credit(R1, 5, E1, (4, 10, 0, 1), next_seq=10)
+    assert not ledger.credit(R1, 3, E1, (1, 2, 0, 1), next_seq=10)
+    assert ledger.receivers[R1].consumed == 10 and ledger.receivers[R1].window == 4
+
+
+@pytest.mark.parametrize(("epoch", "consumed"), [(E1, FRESH), (E2, 0)])
+def test_a_fresh_or_other_epochs_credit_grants_from_the_next_id(epoch: int, consumed: int) -> None:
+    """A receiver that saw no data yet, or still follows a previous sender (issue 15, item 4),
+    grants its window from this sender's next id, not from ids of another incarnation."""
+    ledger = credits_with(R1)
+    ledger.credit(R1, 1, epoch, (2, consumed, 0, 1), next_seq=7)
+    assert ledger.may_send(8) and not ledger.may_send(9)
+
+
+def test_closed_receivers_break_the_sender_vanished_ones_do_not() -> None:
+    ledger = credits_with(R1, R2)
+    ledger.receiver_token(R1, False)  # vanished: its host will come back
+    assert not ledger.broken
+    ledger.receiver_closed(R2)
+    assert ledger.broken
+    ledger.receiver_token(R2, True)  # a closed receiver never becomes live again
+    assert not ledger.credit(R2, 9, E1, (4, 0, 0, 1), next_seq=0) and ledger.broken
+
+
+def test_the_statistics_view() -> None:
+    ledger = credits_with(R1, R2)
+    ledger.credit(R1, 1, E1, (3, 5, 1, 2), next_seq=8)
+    assert ledger.view(block=True) == (2, 5, 3, 1)  # R2 (no credit) counts one port
+    assert ledger.view(block=False) == (2, None, 3, 0)
