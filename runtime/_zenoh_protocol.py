@@ -50,6 +50,7 @@ dropped as ``header_sequence_jump`` unless the next id continues from it (resync
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -166,6 +167,20 @@ class InboundStream:
     def _bad_between(self, start: int, stop: int) -> int:
         """Undecodable bodies already counted among ids ``start..stop-1`` (not lost twice)."""
         return sum(1 for bad in set(self.bad_ids) if start <= bad < stop)
+
+    def grant(self, buffered: Iterable[tuple[int, int]], room: int) -> tuple[int, int]:
+        """The ``(window, consumed)`` of a CREDIT: ``buffered`` are the ``(epoch, seq)`` of the
+        items in the buffer, oldest first; ``room`` is the capacity plus the waiting receives.
+        ``consumed`` is the lowest id of the followed sender possibly still buffered (``FRESH``
+        before its first); items an ended previous sender left use up window (see ``_adopt``)."""
+        consumed = FRESH if self.expected is None else self.expected
+        carried = 0
+        for epoch, seq in buffered:
+            if epoch == self.epoch:
+                consumed = seq
+                break
+            carried += 1
+        return max(0, room - carried), consumed
 
     def sender_appeared(self, epoch: int) -> bool:
         """A sender token appeared; True if the buffered items became stale."""

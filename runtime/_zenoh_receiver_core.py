@@ -46,7 +46,7 @@ from ._zenoh_port import (
     header_bytes,
     log,
 )
-from ._zenoh_protocol import FRESH, InboundStream
+from ._zenoh_protocol import InboundStream
 
 __all__ = ["ReceiverCore"]
 
@@ -305,17 +305,11 @@ class ReceiverCore:
         window of capacity + waiting receives, and this end's waiting tasks and open clones."""
         self.credit_counter += 1
         stream = self.stream
-        consumed = FRESH if stream.expected is None else stream.expected
-        carried = 0  # items an ended previous sender left (InboundStream._adopt): they use window
-        for seq, header, _ in self.buffer:
-            if header[5] == stream.epoch:
-                consumed = seq  # the oldest item of the live sender still buffered
-                break
-            carried += 1
+        window, consumed = stream.grant(((e[1][5], e[0]) for e in self.buffer), self.capacity + self.waiting)
         body = pack_credit(
             CreditBody(
                 receiver_id=self.rid,
-                window=max(0, self.capacity + self.waiting - carried),
+                window=window,
                 consumed=consumed,
                 waiting=self.waiting,
                 open_ports=self.open_clones,

@@ -217,3 +217,18 @@ def test_the_statistics_view() -> None:
     ledger.credit(R1, 1, E1, (3, 5, 1, 2), next_seq=8)
     assert ledger.view(block=True) == (2, 5, 3, 1)  # R2 (no credit) counts one port
     assert ledger.view(block=False) == (2, None, 3, 0)
+
+
+def test_a_grant_counts_from_the_oldest_buffered_item_of_the_followed_sender() -> None:
+    stream = following(E1, seen=5)
+    assert stream.grant([], room=4) == (4, 5)  # nothing buffered: from the next id
+    assert stream.grant([(E1, 3), (E1, 4)], room=4) == (4, 3)
+    assert InboundStream().grant([], room=2) == (2, FRESH)
+
+
+def test_items_an_ended_sender_left_use_up_the_next_senders_window() -> None:
+    stream = following(E1, seen=2)
+    stream.end_of_stream(E1, 2)
+    stream.sender_appeared(E2)  # items 0 and 1 of E1 stay buffered
+    assert stream.grant([(E1, 0), (E1, 1)], room=2) == (0, FRESH)
+    assert stream.grant([(E1, 1), (E2, 0)], room=2) == (1, 0)
