@@ -25,6 +25,7 @@ virtual time. Faults:
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -167,13 +168,13 @@ class MockNetwork:
         for session in list(self._sessions):
             for pattern, callback in list(session._subscribers):
                 if key_matches(pattern, key):
-                    self._enqueue(lambda c=callback: c(sample))
+                    self._enqueue(functools.partial(callback, sample))
 
     def _liveliness(self, key: str, alive: bool) -> None:
         for session in list(self._sessions):
             for pattern, callback in list(session._watchers):
                 if key_matches(pattern, key):
-                    self._enqueue(lambda c=callback: c(key, alive))
+                    self._enqueue(functools.partial(callback, key, alive))
 
 
 class MockSession:
@@ -237,7 +238,7 @@ class MockSession:
             for session in self.network._sessions:
                 for key in list(session._tokens.values()):
                     if key_matches(pattern, key):
-                        self.network._enqueue(lambda k=key: callback(k, True))
+                        self.network._enqueue(functools.partial(callback, key, True))
         return _Declared(lambda: self._watchers.remove(entry) if entry in self._watchers else None)
 
     def vanish(self) -> None:
