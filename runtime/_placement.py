@@ -125,7 +125,12 @@ class Transport:
     def _track(self, port: Any) -> Any:
         """Remember ``port`` for :meth:`aclose`. Closed ones are forgotten here: an output
         closed when its actor terminated and reopened when it restarts adds a port each time,
-        so the list holds the open ports only, however often outputs reopen."""
+        so the list holds the open ports only, however often outputs reopen. A closed sender
+        whose END_OF_STREAM every receiver acknowledged also undeclares its Zenoh resources
+        now (otherwise they stay until the session closes)."""
+        for old in self._ports:
+            if old.closed and hasattr(old, "release"):
+                old.release()
         self._ports = [p for p in self._ports if not p.closed]
         self._ports.append(port)
         return port

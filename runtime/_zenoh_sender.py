@@ -96,7 +96,7 @@ class _SenderCore:
     waiting: int = 0  # tasks waiting in send (for credit), every clone
     state_counter: int = 0  # numbers SENDER_STATE samples
     eos_sent: bool = False
-    eos_acked: bool = False
+    eos_acked_by: set[int] = field(default_factory=set)  # receivers that acknowledged our EOS
     episode_id: int = 0
     resources: list[Any] = field(default_factory=list)
     publisher: Any = None
@@ -162,12 +162,13 @@ class _SenderCore:
             if header.message_type is MessageType.RECEIVER_CLOSED:
                 self.credits.receiver_closed(rid)
             elif header.message_type is MessageType.END_OF_STREAM_ACK:
-                self.eos_acked = self.eos_acked or (header.session_epoch == self.epoch and self.eos_sent)
+                if header.session_epoch == self.epoch and self.eos_sent:
+                    self.eos_acked_by.add(rid)
             elif header.message_type is MessageType.CREDIT and rid not in self.credits.closed:
                 fields = (body.window, body.consumed, body.waiting, body.open_ports)
                 first = self.credits.credit(rid, header.sequence_id, header.session_epoch, fields, self.seq)
                 tell_state = first and (self.open_clones, self.waiting) != (1, 0)  # (1, 0): assumed
-                resend_eos = self.eos_sent and not self.eos_acked
+                resend_eos = self.eos_sent and rid not in self.eos_acked_by
             due = self.bridge.notify_locked()
         if due:
             self.bridge.wake()
@@ -334,6 +335,22 @@ class _SenderCore:
             self.bridge.wake()
         return last
 
+    def eos_settled_locked(self) -> bool:
+        """Every live receiver acknowledged END_OF_STREAM (vacuously true without receivers)."""
+        return self.credits.receivers.keys() <= self.eos_acked_by
+
+    def release(self) -> bool:
+        """Undeclare everything once the last clone closed with END_OF_STREAM and every live
+        receiver acknowledged it; True if released (or already). Event loop only: a reopened
+        output then leaves nothing declared behind (its token leaving breaks no receiver: each
+        has the END_OF_STREAM, or follows a newer sender already)."""
+        with self.bridge.lock:
+            done = self.open_clones == 0 and self.eos_sent and self.eos_settled_locked()
+            resources, self.resources = (self.resources, []) if done else ([], self.resources)
+        for resource in reversed(resources):
+            resource.close()
+        return done
+
     def clone_closed(self) -> None:
         if self.release_clone():
             self._publish_eos()
@@ -467,6 +484,13 @@ class ZenohSendPort(PortBase, Generic[T]):
         self._closed = True
         self._core.clone_closed()
 
+    def release(self) -> bool:
+        """Undeclare the channel's Zenoh resources once it ended for good: every clone closed,
+        END_OF_STREAM acknowledged by every live receiver. True if released (idempotent);
+        otherwise they stay declared until the session closes (END_OF_STREAM may still need to
+        be re-published). The launcher calls it when the output reopens."""
+        return self._closed and self._core.release()
+
     def detach(self) -> None:
         """Close this clone *without* END_OF_STREAM: its host is leaving, not the actor ending.
 
@@ -500,7 +524,7 @@ class ZenohSendPort(PortBase, Generic[T]):
             # Wait for the receiver's acknowledgement: it processed everything sent before the
             # END_OF_STREAM, so closing the session right after cannot turn "closed" into
             # "vanished" on the far side.
-            await core.bridge.wait_until(lambda: core.eos_acked or not core.credits.receivers)
+            await core.bridge.wait_until(core.eos_settled_locked)
 
     def statistics(self) -> ChannelStatistics:
         """The sending end's view: own counters, the receivers' as their credits report them
