@@ -111,7 +111,10 @@ right after closing is never mistaken for a crashed one; the sync ``close()`` ne
 relies on re-publication: a closed sender re-publishes END_OF_STREAM whenever a receiver's credit
 refresh arrives. The receiver delivers everything still queued, waits up to ``EOS_GRACE_S`` for
 data still in flight, counts the rest as ``sequence_gap`` and then raises ``EndOfStream``. The
-sender's token stays declared until its session closes. A receiving port closed on purpose
+sender's token (and every declaration of it) stays until its session closes, or until
+``release()`` once every live receiver acknowledged the END_OF_STREAM (the launcher releases an
+ended sender when its output reopens; the token then leaves harmlessly: each receiver has the
+END_OF_STREAM or follows a newer sender). A receiving port closed on purpose
 publishes RECEIVER_CLOSED; once no receiver is left, ``send`` raises ``BrokenResourceError`` as
 in-process. A receiver that *vanished* does not break the sender (its host will be restarted):
 ``block`` senders wait, others keep publishing.
