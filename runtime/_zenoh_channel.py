@@ -105,8 +105,8 @@ otherwise dropped as ``unknown_epoch``, so stray or forged traffic cannot hijack
 
 End of stream. When the last sender clone closes, an END_OF_STREAM sample carrying the number of
 DATA samples sent is published reliably on the data lane (same priority, so it follows the data).
-``aclose()`` publishes it from a worker thread with congestion ``block`` and then waits for the
-receiver's END_OF_STREAM_ACK (both bounded by ``EOS_BLOCK_TIMEOUT_S``), so a process that exits
+``aclose()`` publishes it from a worker thread with congestion ``block`` and then waits for
+every live receiver's END_OF_STREAM_ACK (both bounded by ``EOS_BLOCK_TIMEOUT_S``), so a process that exits
 right after closing is never mistaken for a crashed one; the sync ``close()`` never blocks and
 relies on re-publication: a closed sender re-publishes END_OF_STREAM whenever a receiver's credit
 refresh arrives. The receiver delivers everything still queued, waits up to ``EOS_GRACE_S`` for
