@@ -179,6 +179,21 @@ def test_joint_transform_values() -> None:
         step.action(np.zeros(4), None)
 
 
+def test_joint_transform_step_equals_the_drivers_embodiment_convention() -> None:
+    """``rtrun.drivers.JointTransform`` (hardware.md §7) and this step are the same math with
+    the identity order; the layering rule keeps them in two packages (issue 15), so this test
+    keeps them from drifting apart until one is retired."""
+    from rtrun.drivers import JointTransform as Convention
+
+    signs, offsets = (1, -1, 1, 1, 1, 1), (0.0, 90.0, 90.0, 0.0, 0.0, 0.0)
+    convention = Convention(signs=signs, offsets=offsets)
+    step = JointTransform(sign=signs, offset=offsets, keys=["observation.state"], action=True)
+    robot = np.array([[10.0, 20.0, 30.0, 40.0, 50.0, 60.0], [-5.0, 0.0, 5.0, 1.0, 2.0, 3.0]])
+    model = step.observation({"observation.state": robot})["observation.state"]
+    np.testing.assert_allclose(model, convention.to_model(robot), rtol=1e-6)
+    np.testing.assert_allclose(step.inverse_action(model, None), convention.to_robot(model), rtol=1e-6)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     perm=st.permutations(list(range(A))),
