@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from rtrun._wire import MessageType, unpack_header_fields
-from rtrun._zenoh_channel import open_zenoh_receiver, open_zenoh_sender
+from rtrun._zenoh_channel import CREDIT_REFRESH_S, open_zenoh_receiver, open_zenoh_sender
 from rtrun.testing import SCENARIOS, ConformanceOptions, MockNetwork
 from rtrun.testing._mock_transport import key_matches
 
@@ -110,3 +110,50 @@ def test_deliveries_run_only_when_asked_and_in_order() -> None:
 )
 def test_key_matching(pattern: str, key: str, matches: bool) -> None:
     assert key_matches(pattern, key) is matches
+
+
+async def test_a_lost_credit_is_recovered_by_the_refresh() -> None:
+    """``block`` across hosts: the receiver's credit for its waiting receive is lost once; the
+    sender waits, then the periodic refresh (CREDIT_REFRESH_S, virtual time on trio) re-grants
+    and the item goes through -- no deadlock, nothing lost."""
+    lost_once: list[bool] = []
+
+    def first_waiting_credit(key: str, attachment: bytes | None) -> bool:
+        if not key.endswith("/@credit") or lost_once or attachment is None:
+            return False
+        if unpack_header_fields(attachment)[2] == 2:  # (#1 announced the port; #2 grants the wait)
+            lost_once.append(True)
+            return True
+        return False
+
+    network = MockNetwork(loss=first_waiting_credit)
+    async with (
+        network.pump(),
+        mock_pair(network, 0, "block") as (send, receive),
+        anyio.create_task_group() as tg,
+    ):
+        start = anyio.current_time()
+        tg.start_soon(send.send, "x")
+        with anyio.fail_after(10):
+            assert await receive.receive() == "x"
+        assert anyio.current_time() - start >= CREDIT_REFRESH_S  # it took the refresh
+    assert lost_once == [True] and receive.statistics().dropped_total == 0
+
+
+async def test_a_reopened_sender_after_end_of_stream_is_followed() -> None:
+    """Issue 15 item 4 on the mock transport: same session, same key, a new sender."""
+    network = MockNetwork(latency=0.001)
+    async with network.pump():
+        with network.open_session() as a, network.open_session() as b:
+            key = unique_key()
+            with open_zenoh_receiver(b, key, 4, "drop_oldest", codec=MSGPACK_CODEC) as receive:  # type: ignore[arg-type]
+                for n in range(3):
+                    async with open_zenoh_sender(a, key, policy="drop_oldest", codec=MSGPACK_CODEC) as send:  # type: ignore[arg-type]
+                        with anyio.fail_after(10):
+                            await send.wait_for_receiver()
+                            while receive._core.epoch != send._core.epoch:
+                                await anyio.sleep(0.001)
+                            await send.send(n)
+                            assert await receive.receive() == n
+                    with anyio.fail_after(10), pytest.raises(anyio.EndOfStream):
+                        await receive.receive()
