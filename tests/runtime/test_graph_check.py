@@ -63,7 +63,10 @@ def test_unknown_import_path(tmp_path: Path) -> None:
 
 def test_unknown_param(tmp_path: Path) -> None:
     msg = only(tmp_path, SRC + "params = { rate_hzz = 3 }\n")
-    assert "actor 'src' / params: unknown parameter 'rate_hzz'; did you mean 'rate_hz'? (known: count, rate_hz, start)" in msg
+    assert (
+        "actor 'src' / params: unknown parameter 'rate_hzz'; did you mean 'rate_hz'? (known: count, rate_hz, start)"
+        in msg
+    )
 
 
 def test_wrong_param_type(tmp_path: Path) -> None:
