@@ -8,6 +8,9 @@ marker-free idiom: ``pytestmark = pytest.mark.parametrize("anyio_backend", VIRTU
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 import trio.testing
 
@@ -34,3 +37,36 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
     if backend == "trio":  # a fresh clock per test: MockClock is stateful
         options = {"clock": trio.testing.MockClock(autojump_threshold=0)}
     return backend, options
+
+
+@pytest.fixture(autouse=True)
+def isolated_logging() -> Iterator[None]:
+    """Undo what a test's in-process ``rtrun`` command did to logging (``setup_logging``
+    replaces the root handlers with a rich terminal handler, sets the level and
+    ``logging.raiseExceptions``), so later tests log through pytest's capture only."""
+    root = logging.getLogger()
+    handlers, level, raise_exceptions = root.handlers[:], root.level, logging.raiseExceptions
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.raiseExceptions = raise_exceptions
+
+
+REAL_TIME_FIRST = ("tests.runtime.test_supervisor_otp", "tests.runtime.test_supervisor_regressions")
+"""Modules whose asyncio variants compare supervision traces with real-time deadlines (100 ms
+tolerance): they run first. Late in a full run (after ~1,500 tests, Zenoh sessions included)
+their asyncio timers fired ~100 ms late, although each passes alone, after either half of the
+kernel's other tests, and on an idle machine; the cause is not found yet (see the session note)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run :data:`REAL_TIME_FIRST` before everything else (order inside them unchanged)."""
+    first = [item for item in items if getattr(item.module, "__name__", "") in REAL_TIME_FIRST]
+    if first:
+        chosen = set(first)
+        items[:] = first + [item for item in items if item not in chosen]
